@@ -1,0 +1,1 @@
+"""Quart blueprints, thin: parse and validate -> domain/store -> respond."""

@@ -1,0 +1,44 @@
+"""``GET /api/channels/{channelId}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint
+
+from realtube_push.api.context import client_ip, enforce_limit, services
+from realtube_push.api.errors import ApiError
+from realtube_push.domain.ids import is_channel_id
+from realtube_push.domain.views import channel_object
+from realtube_push.ratelimit import Limit
+from realtube_push.store import channels as channel_store
+
+blueprint = Blueprint("channels", __name__)
+
+
+@blueprint.get("/api/channels/<channel_id>")
+async def get_channel(channel_id: str) -> tuple[dict[str, Any], int]:
+    """A channel's aggregated score."""
+    svc = services()
+    await enforce_limit("videos", client_ip(), Limit(svc.settings.rate_limit_videos))
+    if not is_channel_id(channel_id):
+        raise ApiError(400, "INVALID_FIELD", "channelId must be 1-32 characters of A-Za-z0-9_-")
+    cached = await svc.cache.get_json(svc.keys.channel(channel_id))
+    svc.metrics.cache.labels("hit" if cached is not None else "miss").inc()
+    if cached is not None:
+        return cached, 200  # type: ignore[return-value]
+    row = await channel_store.get_channel(svc.pool, channel_id)
+    if row is None:
+        raise ApiError(404, "NOT_FOUND", f"Channel {channel_id} is not tracked")
+    obj = channel_object(
+        channel_id=row["channel_id"],
+        score=row["score"],
+        total_videos=row["total_videos"],
+        flagged_videos=row["flagged_videos"],
+        top_categories=row["top_categories"],
+        locked=row["locked"],
+        auto_flag=row["auto_flag_new"],
+        last_updated=row["last_updated"],
+    )
+    await svc.cache.put_channel(channel_id, obj)
+    return obj, 200

@@ -1,0 +1,79 @@
+"""Per-request helpers: the process's services, the client's address and rate limits.
+
+The client address is the TCP peer unless that peer is a trusted proxy (``TRUSTED_PROXIES``);
+then it is the right-most ``X-Forwarded-For`` entry that is not itself a trusted proxy, so a
+client cannot spoof an address by sending the header itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+
+from quart import current_app, g, request
+
+from realtube_push.api.errors import ApiError
+from realtube_push.ratelimit import Limit, Verdict
+from realtube_push.services import Services
+
+
+def services() -> Services:
+    """The running process's services."""
+    svc: Services = current_app.extensions["realtube"]
+    return svc
+
+
+def client_ip() -> str:
+    """The real client address of this request (see module docstring)."""
+    cached: str | None = g.get("client_ip")
+    if cached is not None:
+        return cached
+    svc = services()
+    peer = request.remote_addr or "unknown"
+    ip = peer
+    if svc.settings.proxy_networks and _trusted(peer, svc):
+        forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",")]
+        for hop in reversed([p for p in forwarded if p]):
+            ip = hop
+            if not _trusted(hop, svc):
+                break
+    g.client_ip = ip
+    return ip
+
+
+def _trusted(address: str, svc: Services) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in net for net in svc.settings.proxy_networks)
+
+
+def ip_hash() -> str:
+    """Salted hash of the client address: what logs and ``ip_hashes`` hold instead of an IP."""
+    cached: str | None = g.get("ip_hash")
+    if cached is None:
+        salt = services().settings.ip_hash_salt.get_secret_value().encode()
+        cached = hmac.new(salt, client_ip().encode(), hashlib.sha256).hexdigest()[:32]
+        g.ip_hash = cached
+    return cached
+
+
+async def enforce_limit(endpoint: str, who: str, limit: Limit) -> None:
+    """Count this request; raise 429 ``RATE_LIMITED`` past the limit.
+
+    The strictest verdict of the request is kept for the X-RateLimit-* response headers.
+    """
+    verdict = await services().limiter.hit(endpoint, who, limit)
+    current: Verdict | None = g.get("rate_verdict")
+    if current is None or verdict.remaining < current.remaining or not verdict.allowed:
+        g.rate_verdict = verdict
+    if not verdict.allowed:
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            f"Too many requests. Try again in {verdict.reset_after} seconds.",
+            retry_after=verdict.reset_after,
+            headers=verdict.headers(),
+        )

@@ -1,0 +1,80 @@
+"""``/health/live``, ``/health/ready`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from quart import Blueprint, Response
+
+from realtube_push import __version__
+from realtube_push.api.context import services
+from realtube_push.domain.views import iso
+from realtube_push.store import scores as score_store
+from realtube_push.store import stats as stats_store
+
+blueprint = Blueprint("health", __name__)
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+@blueprint.get("/health/live")
+async def live() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+async def _timed(check: Any) -> dict[str, Any]:
+    start = time.perf_counter()
+    try:
+        with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
+            await check()
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return {"status": "up", "latency_ms": round((time.perf_counter() - start) * 1000, 2)}
+
+
+@blueprint.get("/health/ready")
+async def ready() -> tuple[dict[str, Any], int]:
+    """Dependencies reachable and background work alive; 503 when PostgreSQL or Redis is down."""
+    svc = services()
+    database = await _timed(lambda: stats_store.ping(svc.pool))
+    redis = await _timed(svc.redis.ping)
+    checks: dict[str, Any] = {"database": database, "redis": redis}
+    if svc.settings.run_workers:
+        last = svc.status.last_runs.get("score_worker")
+        checks["score_worker"] = {
+            "status": "running" if last is not None else "starting",
+            "last_run": iso(datetime.fromtimestamp(last, UTC)) if last else None,
+        }
+    else:
+        checks["score_worker"] = {"status": "external"}
+    healthy = database["status"] == "up" and redis["status"] == "up"
+    body = {
+        "status": "healthy" if healthy else "unhealthy",
+        "checks": checks,
+        "uptime_seconds": round(time.time() - svc.status.started, 1),
+        "version": __version__,
+        "instance": svc.settings.instance_id,
+    }
+    return body, 200 if healthy else 503
+
+
+@blueprint.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text format."""
+    svc = services()
+    m = svc.metrics
+    m.db_pool.labels("in_use").set(svc.pool.get_size() - svc.pool.get_idle_size())
+    m.db_pool.labels("idle").set(svc.pool.get_idle_size())
+    m.db_pool.labels("max").set(svc.pool.get_max_size())
+    try:
+        with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
+            m.score_queue_depth.set(await score_store.queue_length(svc.pool))
+            m.score_lag.set(await score_store.oldest_queued_age(svc.pool))
+    except Exception:  # a scrape must still answer when the database does not
+        pass
+    return Response(generate_latest(m.registry), content_type=CONTENT_TYPE_LATEST)

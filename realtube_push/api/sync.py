@@ -1,0 +1,156 @@
+"""``GET /api/sync/delta`` and ``GET /api/sync/full``: the polling side of the sync log.
+
+Cursor mode (``?cursor=<seq>&epoch=<epoch>``) is gap-free: a page holds every change with
+``cursor < seq <= page cursor``, conflated to the latest per video/channel, so applying pages
+in order reproduces the server's dataset exactly. Time mode (``?since=``) is the seed's form.
+"""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgpack
+import orjson
+from quart import Blueprint, Response, request
+
+from realtube_push.api.context import client_ip, enforce_limit, services
+from realtube_push.api.errors import ApiError
+from realtube_push.domain.ids import is_user_id
+from realtube_push.domain.views import iso
+from realtube_push.ratelimit import Limit
+from realtube_push.store import fullblob as blob_store
+from realtube_push.store import synclog
+from realtube_push.store.synclog import LoggedDelta
+from realtube_push.workers import fullblob
+
+blueprint = Blueprint("sync", __name__)
+
+DELTA_PAGE = 5_000
+MSGPACK = "application/msgpack"
+
+
+async def _limit() -> None:
+    user = request.headers.get("X-User-ID", "")
+    who = f"u:{user}" if is_user_id(user) else f"ip:{client_ip()}"
+    await enforce_limit("sync", who, Limit(services().settings.rate_limit_sync))
+
+
+def _wants_msgpack() -> bool:
+    return request.accept_mimetypes.best_match(["application/json", MSGPACK]) == MSGPACK
+
+
+def _respond(body: dict[str, Any]) -> Response:
+    if _wants_msgpack():
+        return Response(msgpack.packb(body), content_type=MSGPACK)
+    return Response(orjson.dumps(body), content_type="application/json")
+
+
+def conflate(deltas: list[LoggedDelta]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Latest delta per video and per channel, in seq order, each carrying its seq."""
+    latest: dict[tuple[str, str], LoggedDelta] = {}
+    for delta in deltas:
+        latest[(delta.kind, delta.entity_id)] = delta
+    ordered = sorted(latest.values(), key=lambda d: d.seq)
+    videos = [{**d.payload, "seq": d.seq} for d in ordered if d.kind == "video"]
+    channels = [{**d.payload, "seq": d.seq} for d in ordered if d.kind == "channel"]
+    return videos, channels
+
+
+def _int_param(name: str) -> int:
+    raw = request.args.get(name, "")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ApiError(400, "INVALID_PARAM", f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+@blueprint.get("/api/sync/delta")
+async def delta() -> Response:
+    """Changes since a cursor (gap-free) or since a time."""
+    await _limit()
+    svc = services()
+    now = datetime.now(UTC)
+    if "cursor" in request.args:
+        cursor = _int_param("cursor")
+        epoch = request.args.get("epoch")
+        pos = await synclog.position(svc.pool)
+        if (epoch is not None and epoch != pos.epoch) or not (
+            pos.pruned_through <= cursor <= pos.last_seq
+        ):
+            return _respond(
+                {
+                    "videos": [],
+                    "channels": [],
+                    "resync": True,
+                    "cursor": pos.last_seq,
+                    "epoch": pos.epoch,
+                    "syncTimestamp": iso(now),
+                }
+            )
+        rows = await synclog.read_after(svc.pool, cursor, limit=DELTA_PAGE + 1)
+    elif "since" in request.args:
+        since = _parse_since(request.args["since"], now)
+        pos = await synclog.position(svc.pool)
+        rows = await synclog.read_since_time(svc.pool, since, limit=DELTA_PAGE + 1)
+        cursor = rows[0].seq - 1 if rows else pos.last_seq
+    else:
+        raise ApiError(400, "MISSING_PARAM", "Query parameter 'since' (or 'cursor') is required")
+    more = len(rows) > DELTA_PAGE
+    rows = rows[:DELTA_PAGE]
+    videos, channels = conflate(rows)
+    body: dict[str, Any] = {
+        "videos": videos,
+        "channels": channels,
+        "syncTimestamp": iso(now),
+        "cursor": rows[-1].seq if rows else cursor,
+        "epoch": pos.epoch,
+        "hasMore": more,
+    }
+    if "since" in request.args:
+        retention = timedelta(hours=svc.settings.sync_retention_hours)
+        body["resync"] = since < now - retention
+    return _respond(body)
+
+
+def _parse_since(raw: str, now: datetime) -> datetime:
+    try:
+        since = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError as exc:
+        raise ApiError(400, "INVALID_PARAM", "since must be an RFC 3339 time") from exc
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    if since > now + timedelta(minutes=1):
+        raise ApiError(400, "INVALID_PARAM", "since is more than a minute in the future")
+    return since
+
+
+@blueprint.get("/api/sync/full")
+async def full() -> Response:
+    """The whole synced dataset, gzip on the wire, with ETag/If-None-Match."""
+    await _limit()
+    svc = services()
+    meta = await blob_store.load_meta(svc.pool)
+    if meta is None:
+        await fullblob.rebuild(svc)
+        meta = await blob_store.load_meta(svc.pool)
+        assert meta is not None
+    fmt = "msgpack" if _wants_msgpack() else "json"
+    # One representation per format: the ETag says which, so caches never mix them up.
+    etag = meta[0] if fmt == "json" else meta[0][:-1] + '-mp"'
+    vary = {"ETag": etag, "Vary": "Accept, Accept-Encoding", "Cache-Control": "no-cache"}
+    if etag in _if_none_match():
+        return Response(b"", status=304, headers=vary)
+    body = await blob_store.load_body(svc.pool, fmt)
+    assert body is not None
+    content_type = MSGPACK if fmt == "msgpack" else "application/json"
+    if "gzip" in request.headers.get("Accept-Encoding", "").lower():
+        return Response(
+            body, content_type=content_type, headers={**vary, "Content-Encoding": "gzip"}
+        )
+    return Response(gzip.decompress(body), content_type=content_type, headers=vary)
+
+
+def _if_none_match() -> set[str]:
+    raw = request.headers.get("If-None-Match", "")
+    return {tag.strip().removeprefix("W/") for tag in raw.split(",") if tag.strip()}

@@ -1,0 +1,37 @@
+"""``GET /api/users/{userId}`` (an unknown but valid id is created with defaults)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from quart import Blueprint
+
+from realtube_push.api.context import client_ip, enforce_limit, services
+from realtube_push.api.errors import ApiError
+from realtube_push.domain.ids import is_user_id
+from realtube_push.domain.trust import NEW_ACCOUNT_TRUST
+from realtube_push.ratelimit import Limit
+from realtube_push.store import users as user_store
+
+blueprint = Blueprint("users", __name__)
+
+
+@blueprint.get("/api/users/<user_id>")
+async def get_user(user_id: str) -> tuple[dict[str, Any], int]:
+    """A user's trust profile."""
+    svc = services()
+    await enforce_limit("videos", client_ip(), Limit(svc.settings.rate_limit_videos))
+    if not is_user_id(user_id):
+        raise ApiError(400, "INVALID_FIELD", "userId must be 1-64 lowercase hex characters")
+    async with svc.pool.acquire() as conn:
+        row = await user_store.get_or_create_user(conn, user_id, NEW_ACCOUNT_TRUST)
+    age = datetime.now(UTC) - row["first_seen"]
+    return {
+        "userId": row["user_id"],
+        "trustScore": round(row["trust_score"], 4),
+        "totalVotes": row["total_votes"],
+        "accuracyRate": round(row["accuracy_rate"], 4),
+        "accountAge": age.days,
+        "isVip": row["is_vip"],
+    }, 200

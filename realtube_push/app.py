@@ -1,0 +1,154 @@
+"""The application, assembled in one visible place, and its lifecycle.
+
+``create_app`` lists every blueprint and hook. ``run`` owns the process: it opens the
+services, starts every background task in one AnyIO task group, serves HTTP with Hypercorn
+until SIGTERM/SIGINT, then shuts down in order: stop accepting and finish in-flight
+requests (``SHUTDOWN_GRACE_SECONDS`` cap), flush the score queue, cancel and await the
+background tasks, close Redis and the pool.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+import structlog
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+from quart import Quart, Response, current_app, g, request
+from quart_schema import Info, QuartSchema
+
+from realtube_push import __version__
+from realtube_push.api import channels, cors, errors, health, stats, sync, users, videos, votes
+from realtube_push.api.context import ip_hash
+from realtube_push.config import Settings
+from realtube_push.ratelimit import Verdict
+from realtube_push.services import Services, open_services
+from realtube_push.workers import channels as channel_worker
+from realtube_push.workers import fullblob, prune, score, trust
+
+log = structlog.get_logger("realtube.app")
+
+BLUEPRINTS = (
+    videos.blueprint,
+    votes.blueprint,
+    channels.blueprint,
+    users.blueprint,
+    stats.blueprint,
+    sync.blueprint,
+    health.blueprint,
+)
+
+BACKGROUND_WORKERS: tuple[Callable[[Services], Awaitable[None]], ...] = (
+    score.run,
+    channel_worker.run,
+    trust.run,
+    prune.run,
+    fullblob.run,
+)
+
+
+def create_app(svc: Services) -> Quart:
+    """The Quart app: routes, validation/OpenAPI, CORS, errors, request log and metrics."""
+    app = Quart("realtube_push")
+    app.config["MAX_CONTENT_LENGTH"] = svc.settings.max_body_bytes
+    app.extensions["realtube"] = svc
+    QuartSchema(
+        app,
+        info=Info(title="RealTube push API", version=__version__),
+        openapi_path="/openapi.json",
+        swagger_ui_path="/docs",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    errors.register(app)
+    cors.install(app, svc.settings.cors_origins)
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    return app
+
+
+async def _start_request() -> None:
+    g.started = time.perf_counter()
+
+
+async def _finish_request(response: Response) -> Response:
+    verdict: Verdict | None = g.get("rate_verdict")
+    if verdict is not None:
+        for name, value in verdict.headers().items():
+            response.headers.setdefault(name, value)
+    svc: Services = current_app.extensions["realtube"]
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    svc.metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+    svc.metrics.request_seconds.labels(endpoint).observe(elapsed)
+    if endpoint not in ("/metrics", "/health/live", "/health/ready"):
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round(elapsed * 1000, 2),
+            ip_hash=ip_hash(),
+            user_id_prefix=_user_prefix(),
+            video_id=g.get("video_id"),
+        )
+    return response
+
+
+def _user_prefix() -> str | None:
+    user = g.get("user_id") or request.headers.get("X-User-ID")
+    return user[:8] if isinstance(user, str) and user else None
+
+
+async def run(
+    settings: Settings,
+    *,
+    serve_http: bool = True,
+    on_ready: Callable[[Services], None] | None = None,
+) -> None:
+    """Run the service (HTTP and/or workers) until SIGTERM or SIGINT, then shut down cleanly."""
+    async with open_services(settings) as svc:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, stop)
+            if settings.run_workers:
+                for worker in BACKGROUND_WORKERS:
+                    tg.start_soon(worker, svc)
+            if on_ready is not None:
+                on_ready(svc)
+            if serve_http:
+                await serve(
+                    create_app(svc), _hypercorn_config(settings), shutdown_trigger=stop.wait
+                )
+            else:
+                await stop.wait()
+            log.info("shutting_down", instance=settings.instance_id)
+            if settings.run_workers:
+                with anyio.move_on_after(settings.shutdown_grace_seconds, shield=True):
+                    flushed = await score.drain(svc)
+                    log.info("score_queue_flushed", videos=flushed)
+            tg.cancel_scope.cancel()
+    log.info("stopped", instance=settings.instance_id)
+
+
+async def _watch_signals(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            stop.set()
+            return
+
+
+def _hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.graceful_timeout = settings.shutdown_grace_seconds
+    config.accesslog = None
+    config.errorlog = "-"
+    config.keep_alive_timeout = 75
+    config.websocket_ping_interval = None
+    return config

@@ -1,0 +1,161 @@
+"""``realtube-push``: one entry point for every way the service runs.
+
+- ``dev``      embedded PostgreSQL + Redis under ``--data-dir`` (unless DATABASE_URL/REDIS_URL
+               are set), migrations, HTTP + workers; prints where the API and dashboard are.
+- ``serve``    HTTP + workers against DATABASE_URL/REDIS_URL; fails fast when unreachable.
+- ``worker``   the background workers alone (no HTTP).
+- ``migrate``  apply pending migrations (idempotent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import asyncpg
+from pydantic import SecretStr, ValidationError
+
+from realtube_push.config import Settings
+from realtube_push.observability import configure_logging
+from realtube_push.services import Services, ServiceUnavailable
+from realtube_push.store import db
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realtube-push", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev", help="run with embedded PostgreSQL and Redis")
+    dev.add_argument("--data-dir", type=Path, default=Path(".realtube"))
+    dev.add_argument("--port", type=int, default=None, help="overrides PORT")
+    serve = sub.add_parser("serve", help="run HTTP and workers against DATABASE_URL/REDIS_URL")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations")
+    sub.add_parser("worker", help="run the background workers alone")
+    sub.add_parser("migrate", help="apply pending migrations")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"realtube-push: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        if args.command == "dev":
+            return _dev(settings, args.data_dir, args.port)
+        if args.command == "migrate":
+            _migrate(_require_urls(settings))
+            return 0
+        if args.command == "serve":
+            settings = _require_urls(settings)
+            if not args.no_migrate:
+                _migrate(settings)
+            _run(settings, serve_http=True)
+            return 0
+        if args.command == "worker":
+            settings = _require_urls(settings).model_copy(update={"run_workers": True})
+            _run(settings, serve_http=False)
+            return 0
+    except ServiceUnavailable as exc:
+        print(f"realtube-push: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _require_urls(settings: Settings) -> Settings:
+    if not settings.database_url or not settings.redis_url:
+        raise ServiceUnavailable(
+            "DATABASE_URL and REDIS_URL must be set (or run `realtube-push dev`)"
+        )
+    return settings
+
+
+def _migrate(settings: Settings) -> None:
+    async def apply() -> None:
+        assert settings.database_url is not None
+        try:
+            conn = await asyncpg.connect(settings.database_url, timeout=10)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise ServiceUnavailable(f"PostgreSQL unreachable: {exc}") from exc
+        try:
+            applied = await db.apply_migrations(conn)
+        finally:
+            await conn.close()
+        print(
+            f"migrations applied: {', '.join(applied) if applied else 'none pending'}", flush=True
+        )
+
+    anyio.run(apply)
+
+
+def _run(settings: Settings, *, serve_http: bool, banner: str | None = None) -> None:
+    from realtube_push.app import run
+
+    def on_ready(_: Services) -> None:
+        if banner:
+            print(banner, flush=True)
+
+    anyio.run(
+        lambda: run(settings, serve_http=serve_http, on_ready=on_ready),
+        backend="asyncio",
+        backend_options={"use_uvloop": _has_uvloop()},
+    )
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _dev_stack(settings: Settings, data_dir: Path) -> Iterator[Settings]:
+    if settings.database_url and settings.redis_url:
+        yield settings
+        return
+    from realtube_push.devstack import embedded_stack
+
+    print(f"starting embedded PostgreSQL and Redis under {data_dir.resolve()} ...", flush=True)
+    with embedded_stack(data_dir) as stack:
+        yield settings.model_copy(
+            update={
+                "database_url": settings.database_url or stack.database_url,
+                "redis_url": settings.redis_url or stack.redis_url,
+            }
+        )
+
+
+def _dev(settings: Settings, data_dir: Path, port: int | None) -> int:
+    if port is not None:
+        settings = settings.model_copy(update={"port": port})
+    token_note = ""
+    if settings.admin_token is None:
+        token = secrets.token_urlsafe(18)
+        settings = settings.model_copy(update={"admin_token": SecretStr(token)})
+        token_note = f"\n  admin token: {token}  (set ADMIN_TOKEN to choose your own)"
+    if "IP_HASH_SALT" not in os.environ:
+        salt_file = data_dir / "ip_hash_salt"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not salt_file.exists():
+            salt_file.write_text(secrets.token_hex(16))
+        settings = settings.model_copy(update={"ip_hash_salt": SecretStr(salt_file.read_text())})
+    with _dev_stack(settings, data_dir) as ready_settings:
+        _migrate(ready_settings)
+        base = f"http://{ready_settings.host}:{ready_settings.port}"
+        banner = (
+            f"RealTube push is running\n  API:       {base}/api/stats  (OpenAPI: {base}/docs)\n"
+            f"  dashboard: {base}/admin/\n  health:    {base}/health/ready{token_note}"
+        )
+        _run(ready_settings, serve_http=True, banner=banner)
+    return 0

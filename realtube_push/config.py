@@ -1,0 +1,100 @@
+"""Settings, read once from the environment and validated before anything starts.
+
+Every knob an operator may turn lives here, named as its environment variable
+(``DATABASE_URL``, ``REDIS_URL``, ``PORT``, ...). ``docs/operations.md`` lists them all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """The service's configuration. Unknown environment variables are ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Prefix for every Redis key and channel; empty keeps the seed's key names.
+    redis_namespace: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    environment: Literal["development", "test", "production"] = "development"
+    instance_id: str = Field(default_factory=lambda: secrets.token_hex(4))
+
+    cors_origins: CommaList = ["chrome-extension://*", "moz-extension://*"]
+    admin_token: SecretStr | None = None
+    ip_hash_salt: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(16)))
+    # Forwarded client addresses are believed only from these peers (CIDRs).
+    trusted_proxies: CommaList = []
+    max_body_bytes: int = Field(16_384, ge=256)
+
+    rate_limits_enabled: bool = True
+    rate_limit_videos: int = Field(100, ge=1)
+    rate_limit_votes: int = Field(10, ge=1)
+    rate_limit_votes_delete: int = Field(5, ge=1)
+    rate_limit_sync: int = Field(2, ge=1)
+    rate_limit_stats: int = Field(10, ge=1)
+    rate_limit_export: int = Field(1, ge=1)
+
+    db_pool_min: int = Field(2, ge=1)
+    db_pool_max: int = Field(10, ge=1)
+
+    run_workers: bool = True
+    score_debounce_ms: int = Field(100, ge=0)
+    score_poll_seconds: float = Field(1.0, gt=0)
+    score_batch_size: int = Field(500, ge=1)
+    full_confidence_weight: float = Field(3.0, gt=0)
+    channel_debounce_seconds: float = Field(2.0, ge=0)
+    channel_interval_seconds: float = Field(900.0, gt=0)
+    trust_interval_seconds: float = Field(3600.0, gt=0)
+    prune_interval_seconds: float = Field(600.0, gt=0)
+    sync_retention_hours: float = Field(48.0, gt=0)
+    full_blob_interval_seconds: float = Field(60.0, gt=0)
+
+    video_cache_ttl: int = Field(300, ge=1)
+    channel_cache_ttl: int = Field(900, ge=1)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> Settings:
+        if self.environment == "production" and "IP_HASH_SALT" not in _env_keys():
+            raise ValueError("IP_HASH_SALT must be set in production (IP hashes must be stable)")
+        if self.db_pool_max < self.db_pool_min:
+            raise ValueError("DB_POOL_MAX must be >= DB_POOL_MIN")
+        return self
+
+    @cached_property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Trusted proxies as parsed networks."""
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
+
+
+def _env_keys() -> set[str]:
+    import os
+
+    return {key.upper() for key in os.environ}

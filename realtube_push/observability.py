@@ -1,0 +1,95 @@
+"""Logging (structlog, JSON lines) and Prometheus metrics.
+
+Request log fields follow the seed: timestamp, level, service, method, path, status,
+duration_ms, ip_hash, user_id_prefix, video_id. Raw IPs never reach a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+SERVICE = "realtube-push"
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines on stdout, one per event, with an ISO UTC timestamp and the service name."""
+    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
+    for noisy in ("hypercorn.access", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            _add_service,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _add_service(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+    event.setdefault("service", SERVICE)
+    return event
+
+
+@dataclass
+class Metrics:
+    """The service's Prometheus metrics, in a registry of their own."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "realtube_http_requests_total",
+            "HTTP requests",
+            ["method", "endpoint", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "realtube_http_request_duration_seconds",
+            "HTTP request latency",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.votes = Counter("realtube_votes_total", "Votes received", ["applied"], registry=r)
+        self.cache = Counter(
+            "realtube_cache_requests_total", "Redis cache lookups", ["result"], registry=r
+        )
+        self.score_queue_depth = Gauge(
+            "realtube_score_queue_depth", "Videos waiting for recalculation", registry=r
+        )
+        self.score_lag = Gauge(
+            "realtube_score_worker_lag_seconds", "Age of the oldest queued video", registry=r
+        )
+        self.db_pool = Gauge(
+            "realtube_db_pool_connections", "Database pool connections", ["state"], registry=r
+        )
+        self.score_batches = Counter(
+            "realtube_score_batches_total", "Score recalculation batches", registry=r
+        )
+        self.scores_recalculated = Counter(
+            "realtube_scores_recalculated_total", "Videos recalculated", registry=r
+        )
+
+
+@dataclass
+class Status:
+    """Liveness facts for /health/ready: when each background job last completed a run."""
+
+    started: float = field(default_factory=time.time)
+    last_runs: dict[str, float] = field(default_factory=dict)
+
+    def mark_run(self, job: str) -> None:
+        self.last_runs[job] = time.time()

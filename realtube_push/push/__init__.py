@@ -1,0 +1,1 @@
+"""The live channel: Redis bus, local hub, per-connection sessions, WS and SSE transports."""

@@ -1,0 +1,104 @@
+"""The process's shared resources, opened together and closed together.
+
+``open_services`` is the only place a pool or a Redis client is created; everything else
+receives a ``Services`` and never builds its own connections (the score worker's LISTEN
+connection is the one exception, since LISTEN needs a dedicated session).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+from redis.asyncio import Redis
+
+from realtube_push.cache import Cache, Keys
+from realtube_push.config import Settings
+from realtube_push.observability import Metrics, Status
+from realtube_push.push import bus
+from realtube_push.ratelimit import RateLimiter
+from realtube_push.store import db
+from realtube_push.store.synclog import AppendedBatch
+
+
+class ServiceUnavailable(RuntimeError):
+    """A dependency (PostgreSQL or Redis) cannot be reached; the message says which and where."""
+
+
+@dataclass
+class Services:
+    """Everything a request handler or a worker needs, created once per process."""
+
+    settings: Settings
+    database_url: str
+    pool: asyncpg.Pool
+    redis: Redis
+    keys: Keys
+    cache: Cache
+    limiter: RateLimiter
+    metrics: Metrics
+    status: Status
+
+    async def publish(self, batch: AppendedBatch) -> None:
+        """Publish a committed sync-log batch on the bus."""
+        await bus.publish_batch(self.redis, self.keys, batch)
+
+
+def redis_client(url: str) -> Redis:
+    """A Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
+    return Redis.from_url(url, health_check_interval=30)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Connect to PostgreSQL and Redis (failing fast with a clear message), yield, close."""
+    if not settings.database_url or not settings.redis_url:
+        raise ServiceUnavailable("DATABASE_URL and REDIS_URL must be set (or use `dev`)")
+    try:
+        pool = await db.create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise ServiceUnavailable(
+            f"PostgreSQL unreachable at {_redact(settings.database_url)}: {exc}"
+        ) from exc
+    redis = redis_client(settings.redis_url)
+    try:
+        try:
+            await redis.ping()
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"Redis unreachable at {_redact(settings.redis_url)}: {exc}"
+            ) from exc
+        keys = Keys(settings.redis_namespace)
+        yield Services(
+            settings=settings,
+            database_url=settings.database_url,
+            pool=pool,
+            redis=redis,
+            keys=keys,
+            cache=Cache(
+                redis,
+                keys,
+                video_ttl=settings.video_cache_ttl,
+                channel_ttl=settings.channel_cache_ttl,
+            ),
+            limiter=RateLimiter(redis, keys, enabled=settings.rate_limits_enabled),
+            metrics=Metrics(),
+            status=Status(),
+        )
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

@@ -1,0 +1,71 @@
+"""Connection pool creation and schema migrations.
+
+Migrations are the plain numbered ``.sql`` files in ``migrations/``. Each file records its own
+version in ``schema_migrations``, so a database initialised by docker's
+``docker-entrypoint-initdb.d`` and one migrated by ``realtube-push migrate`` look the same.
+Applying is idempotent and safe to run from several instances at once (an advisory lock
+serialises them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+_MIGRATION_LOCK = 0x5254_4D49  # arbitrary constant: "RTMI"
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+    """The migration files in the order they apply (by their numeric prefix)."""
+    return sorted(directory.glob("[0-9][0-9][0-9]_*.sql"))
+
+
+async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply every migration not yet recorded; returns the versions applied now."""
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for path in migration_files(directory):
+            version = path.stem
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text(encoding="utf-8"))
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING",
+                    version,
+                )
+            applied_now.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied_now
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+    """A pool whose connections decode jsonb to Python values."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """A single connection with the same codecs as the pool (for LISTEN and tools)."""
+    conn = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn

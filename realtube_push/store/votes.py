@@ -1,0 +1,131 @@
+"""Votes: cast, change and withdraw, each in one transaction.
+
+Promises:
+- a user holds at most one vote per video (``UNIQUE(video_id, user_id)``); voting again
+  changes the category, it never stacks;
+- the latest *cast* time wins: an offline vote queued earlier and delivered later than a
+  newer one is acknowledged but not applied (``applied = False``);
+- counters (``videos.total_votes``, ``video_categories.votes``, ``users.total_votes``) are
+  kept exact by a row trigger working from OLD/NEW, never read-modify-write;
+- every applied change enqueues the video in ``score_queue`` in the same transaction, so the
+  recalculation is as durable as the vote (the NOTIFY that follows is a wake-up only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from realtube_push.domain.trust import NEW_ACCOUNT_TRUST, vote_weight
+
+
+@dataclass(frozen=True, slots=True)
+class VoteOutcome:
+    """What the voter is told: whether the vote took effect, and the scores as stored now."""
+
+    applied: bool
+    video_score: float
+    user_trust: float
+
+
+_UPSERT_USER = """
+INSERT INTO users (user_id, trust_score) VALUES ($1, $2)
+ON CONFLICT (user_id) DO UPDATE SET last_active = now()
+RETURNING trust_score, is_vip, is_shadowbanned
+"""
+
+# One statement: video (with the channel's auto-flag prior when new), the vote under
+# last-write-wins, the score-queue entry and the IP-hash record.
+_CAST = """
+WITH chan AS (
+    INSERT INTO channels (channel_id, channel_hash)
+    SELECT $5::text, $9::text WHERE $5::text IS NOT NULL
+    ON CONFLICT (channel_id) DO NOTHING
+), vid AS (
+    INSERT INTO videos (video_id, video_hash, channel_id, preliminary)
+    VALUES ($1, $8, $5, COALESCE(
+        (SELECT auto_flag_new FROM channels WHERE channel_id = $5), false))
+    ON CONFLICT (video_id) DO UPDATE SET channel_id = EXCLUDED.channel_id
+        WHERE EXCLUDED.channel_id IS NOT NULL
+          AND videos.channel_id IS DISTINCT FROM EXCLUDED.channel_id
+    RETURNING video_id
+), vote AS (
+    INSERT INTO votes (video_id, user_id, category, weight, vip, cast_at, ip_hash, user_agent)
+    VALUES ($1, $2, $3, $4, $10, $6, $7, $11)
+    ON CONFLICT (video_id, user_id) DO UPDATE
+        SET category = EXCLUDED.category, weight = EXCLUDED.weight, vip = EXCLUDED.vip,
+            cast_at = EXCLUDED.cast_at, ip_hash = EXCLUDED.ip_hash,
+            user_agent = EXCLUDED.user_agent, updated_at = now()
+        WHERE votes.cast_at <= EXCLUDED.cast_at
+    RETURNING id
+), queued AS (
+    INSERT INTO score_queue (video_id)
+    SELECT $1 WHERE EXISTS (SELECT 1 FROM vote)
+    ON CONFLICT (video_id) DO NOTHING
+), seen AS (
+    INSERT INTO ip_hashes (ip_hash, user_id) SELECT $7, $2 WHERE $7::text IS NOT NULL
+    ON CONFLICT (ip_hash, user_id) DO UPDATE
+        SET votes = ip_hashes.votes + 1, last_seen = now()
+)
+SELECT EXISTS (SELECT 1 FROM vote) AS applied,
+       COALESCE((SELECT score FROM videos WHERE video_id = $1), 0) AS score
+"""
+
+
+async def cast_vote(
+    conn: asyncpg.Connection,
+    *,
+    video_id: str,
+    video_hash: str,
+    user_id: str,
+    category: str,
+    cast_at: datetime,
+    channel_id: str | None,
+    channel_hash: str | None,
+    ip_hash: str | None,
+    user_agent: str | None,
+) -> VoteOutcome:
+    """Record (or change) ``user_id``'s vote on ``video_id`` and queue its recalculation."""
+    async with conn.transaction():
+        user = await conn.fetchrow(_UPSERT_USER, user_id, NEW_ACCOUNT_TRUST)
+        assert user is not None
+        is_vip = bool(user["is_vip"])
+        banned = bool(user["is_shadowbanned"])
+        weight = vote_weight(user["trust_score"], is_vip=is_vip, is_shadowbanned=banned)
+        row = await conn.fetchrow(
+            _CAST,
+            video_id,
+            user_id,
+            category,
+            weight,
+            channel_id,
+            cast_at,
+            ip_hash,
+            video_hash,
+            channel_hash,
+            is_vip and not banned,
+            user_agent,
+        )
+        assert row is not None
+    return VoteOutcome(
+        applied=row["applied"], video_score=row["score"], user_trust=user["trust_score"]
+    )
+
+
+_WITHDRAW = """
+WITH gone AS (
+    DELETE FROM votes WHERE video_id = $1 AND user_id = $2 RETURNING video_id
+), queued AS (
+    INSERT INTO score_queue (video_id) SELECT video_id FROM gone
+    ON CONFLICT (video_id) DO NOTHING
+)
+SELECT count(*) AS removed FROM gone
+"""
+
+
+async def withdraw_vote(conn: asyncpg.Connection, *, video_id: str, user_id: str) -> bool:
+    """Delete the user's vote; False when there was none (a second delete finds nothing)."""
+    removed = await conn.fetchval(_WITHDRAW, video_id, user_id)
+    return bool(removed)

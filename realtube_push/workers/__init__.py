@@ -1,0 +1,1 @@
+"""Background work: scores, channel aggregation, trust, log pruning, the full-sync blob."""

@@ -1,0 +1,87 @@
+"""The trust worker: recomputes every user's trust and accuracy rate from their votes.
+
+Promises:
+- a refresh visits every user that existed when it started, in pages of ``PAGE_SIZE`` by
+  ``user_id``, each page one read and one write (no transaction spans the whole pass, so a
+  refresh never blocks voters for long);
+- the values stored are exactly ``domain.trust.trust_score`` / ``accuracy_rate`` of the
+  counts read, with the window and threshold of ``domain.trust``;
+- existing votes keep the weight they were cast with; only later votes see the new trust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import anyio
+import asyncpg
+import structlog
+from redis.exceptions import RedisError
+
+from realtube_push.domain.trust import (
+    ACCURACY_WINDOW_DAYS,
+    ACCURATE_SCORE,
+    accuracy_rate,
+    trust_score,
+)
+from realtube_push.services import Services
+from realtube_push.store import users as user_store
+from realtube_push.store.users import TrustInputs, TrustWrite
+
+log = structlog.get_logger("realtube.trust")
+
+PAGE_SIZE: Final = 1_000
+RETRY_SECONDS: Final = 5.0
+_TRANSIENT: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError)
+
+
+def plan_page(users: Sequence[TrustInputs]) -> list[TrustWrite]:
+    """The trust and accuracy rate each user's counts give."""
+    return [
+        TrustWrite(
+            user_id=u.user_id,
+            trust_score=trust_score(u.age_days, u.total_votes, u.window_votes, u.accurate_votes),
+            accuracy_rate=accuracy_rate(u.window_votes, u.accurate_votes),
+        )
+        for u in users
+    ]
+
+
+async def refresh(svc: Services, *, page_size: int = PAGE_SIZE) -> int:
+    """Recompute trust for all users, page by page; returns how many users were updated."""
+    updated = 0
+    after: str | None = None
+    async with svc.pool.acquire() as conn:
+        while True:
+            page = await user_store.trust_inputs_page(
+                conn,
+                after_user_id=after,
+                limit=page_size,
+                window_days=ACCURACY_WINDOW_DAYS,
+                accurate_score=ACCURATE_SCORE,
+            )
+            if not page:
+                break
+            updated += await user_store.write_trust(conn, plan_page(page))
+            after = page[-1].user_id
+            if len(page) < page_size:
+                break
+    return updated
+
+
+async def run(svc: Services) -> None:
+    """Refresh trust at start and then every ``trust_interval_seconds``.
+
+    Database failures are logged and retried after a short pause; cancellation propagates.
+    """
+    while True:
+        try:
+            updated = await refresh(svc)
+        except _TRANSIENT:
+            log.warning("trust_refresh_failed", exc_info=True)
+            await anyio.sleep(RETRY_SECONDS)
+            continue
+        svc.status.mark_run("trust_worker")
+        log.info("trust_refreshed", users=updated)
+        await anyio.sleep(svc.settings.trust_interval_seconds)
