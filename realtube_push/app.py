@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 import structlog
@@ -24,6 +25,8 @@ from realtube_push import __version__
 from realtube_push.api import channels, cors, errors, health, stats, sync, users, videos, votes
 from realtube_push.api.context import ip_hash
 from realtube_push.config import Settings
+from realtube_push.push import sse, ws
+from realtube_push.push.bus import BusSubscriber
 from realtube_push.ratelimit import Verdict
 from realtube_push.services import Services, open_services
 from realtube_push.workers import channels as channel_worker
@@ -39,6 +42,8 @@ BLUEPRINTS = (
     stats.blueprint,
     sync.blueprint,
     health.blueprint,
+    ws.blueprint,
+    sse.blueprint,
 )
 
 BACKGROUND_WORKERS: tuple[Callable[[Services], Awaitable[None]], ...] = (
@@ -119,11 +124,16 @@ async def run(
             if settings.run_workers:
                 for worker in BACKGROUND_WORKERS:
                     tg.start_soon(worker, svc)
+            if serve_http:
+                tg.start_soon(svc.hub.run)
+                tg.start_soon(BusSubscriber(svc, svc.hub).run)
             if on_ready is not None:
                 on_ready(svc)
             if serve_http:
                 await serve(
-                    create_app(svc), _hypercorn_config(settings), shutdown_trigger=stop.wait
+                    create_app(svc),
+                    _hypercorn_config(settings),
+                    shutdown_trigger=partial(_live_clients_leave, svc, stop),
                 )
             else:
                 await stop.wait()
@@ -134,6 +144,16 @@ async def run(
                     log.info("score_queue_flushed", videos=flushed)
             tg.cancel_scope.cancel()
     log.info("stopped", instance=settings.instance_id)
+
+
+async def _live_clients_leave(svc: Services, stop: anyio.Event) -> None:
+    """Hypercorn's shutdown trigger: on stop, live clients are told to reconnect elsewhere
+    (WS close 1012, SSE retry hint) and leave before the HTTP grace period starts."""
+    await stop.wait()
+    await svc.hub.shutdown(
+        retry_ms=svc.settings.live_reconnect_delay_ms,
+        wait_seconds=min(5.0, svc.settings.shutdown_grace_seconds),
+    )
 
 
 async def _watch_signals(stop: anyio.Event) -> None:
@@ -151,4 +171,6 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     config.errorlog = "-"
     config.keep_alive_timeout = 75
     config.websocket_ping_interval = None
+    # oversized client messages are refused by the WebSocket layer itself (close 1009)
+    config.websocket_max_message_size = settings.live_max_message_bytes
     return config

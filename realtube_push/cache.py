@@ -117,9 +117,7 @@ class Cache:
         keys.extend(self.keys.channel(c) for c in channel_list)
         if not keys:
             return
-        message = orjson.dumps(
-            {"videos": [v for v, _ in video_list], "channels": channel_list}
-        )
+        message = orjson.dumps({"videos": [v for v, _ in video_list], "channels": channel_list})
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(*keys)
             pipe.publish(self.keys.invalidate_channel, message)

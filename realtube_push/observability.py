@@ -82,6 +82,35 @@ class Metrics:
         self.scores_recalculated = Counter(
             "realtube_scores_recalculated_total", "Videos recalculated", registry=r
         )
+        self.live_connections = Gauge(
+            "realtube_live_connections", "Live connections", ["transport"], registry=r
+        )
+        self.live_published = Counter(
+            "realtube_live_deltas_published_total", "Deltas received from the bus", registry=r
+        )
+        self.live_delivered = Counter(
+            "realtube_live_deltas_delivered_total", "Deltas written to live clients", registry=r
+        )
+        self.live_frames = Counter(
+            "realtube_live_frames_sent_total", "Delta frames written to live clients", registry=r
+        )
+        self.live_conflated = Counter(
+            "realtube_live_deltas_conflated_total",
+            "Deltas superseded by a newer one while a client was busy",
+            registry=r,
+        )
+        self.live_resyncs = Counter(
+            "realtube_live_resyncs_total", "Sessions told to resync", ["reason"], registry=r
+        )
+        self.live_backfills = Counter(
+            "realtube_live_backfills_total", "Bus gaps filled from the log", registry=r
+        )
+        self.live_fanout_lag = Histogram(
+            "realtube_live_fanout_lag_seconds",
+            "Time from a batch's publish to its frame being written to a client",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
 
 
 @dataclass

@@ -18,6 +18,7 @@ from realtube_push.cache import Cache, Keys
 from realtube_push.config import Settings
 from realtube_push.observability import Metrics, Status
 from realtube_push.push import bus
+from realtube_push.push.hub import Hub
 from realtube_push.ratelimit import RateLimiter
 from realtube_push.store import db
 from realtube_push.store.synclog import AppendedBatch
@@ -40,6 +41,7 @@ class Services:
     limiter: RateLimiter
     metrics: Metrics
     status: Status
+    hub: Hub
 
     async def publish(self, batch: AppendedBatch) -> None:
         """Publish a committed sync-log batch on the bus."""
@@ -88,6 +90,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             limiter=RateLimiter(redis, keys, enabled=settings.rate_limits_enabled),
             metrics=Metrics(),
             status=Status(),
+            hub=Hub(
+                instance=settings.instance_id,
+                max_per_ip=settings.live_max_connections_per_ip,
+            ),
         )
     finally:
         await redis.aclose()

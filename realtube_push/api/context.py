@@ -11,7 +11,8 @@ import hashlib
 import hmac
 import ipaddress
 
-from quart import current_app, g, request
+from quart import current_app, g, has_websocket_context, request, websocket
+from quart.wrappers import BaseRequestWebsocket
 
 from realtube_push.api.errors import ApiError
 from realtube_push.ratelimit import Limit, Verdict
@@ -24,16 +25,23 @@ def services() -> Services:
     return svc
 
 
+def _incoming() -> BaseRequestWebsocket:
+    """The current HTTP request or WebSocket handshake (both carry address and headers)."""
+    return websocket if has_websocket_context() else request  # type: ignore[return-value]
+
+
 def client_ip() -> str:
     """The real client address of this request (see module docstring)."""
     cached: str | None = g.get("client_ip")
     if cached is not None:
         return cached
     svc = services()
-    peer = request.remote_addr or "unknown"
+    incoming = _incoming()
+    peer = incoming.remote_addr or "unknown"
     ip = peer
     if svc.settings.proxy_networks and _trusted(peer, svc):
-        forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",")]
+        header = incoming.headers.get("X-Forwarded-For", "")
+        forwarded = [p.strip() for p in header.split(",")]
         for hop in reversed([p for p in forwarded if p]):
             ip = hop
             if not _trusted(hop, svc):

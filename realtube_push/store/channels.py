@@ -64,7 +64,9 @@ DELETE FROM channel_queue WHERE channel_id IN (
 """
 
 
-async def claim_batch(conn: asyncpg.Connection, limit: int, *, debounce_seconds: float) -> list[str]:
+async def claim_batch(
+    conn: asyncpg.Connection, limit: int, *, debounce_seconds: float
+) -> list[str]:
     """Take up to ``limit`` channels queued at least ``debounce_seconds`` ago.
 
     Only valid inside the batch's transaction: the deletion is what hides the rows from other

@@ -133,14 +133,12 @@ async def save(
     msgpack_gzip: bytes,
 ) -> bool:
     """Store the blob (upsert of the singleton row); False when a newer one is already stored."""
-    saved = await conn.fetchval(
-        _SAVE, generated_at, epoch, cursor, etag, json_gzip, msgpack_gzip
-    )
+    saved = await conn.fetchval(_SAVE, generated_at, epoch, cursor, etag, json_gzip, msgpack_gzip)
     return bool(saved)
 
 
 async def load_meta(conn: asyncpg.Connection | asyncpg.Pool) -> BlobMeta | None:
-    """``(etag, generated_at, cursor, epoch)`` of the stored blob, or None before the first build."""
+    """``(etag, generated_at, cursor, epoch)`` of the stored blob; None before any build."""
     row = await conn.fetchrow(
         "SELECT etag, generated_at, cursor, epoch FROM full_cache_blob WHERE singleton"
     )

@@ -135,7 +135,9 @@ SELECT v.video_id FROM votes v JOIN target t ON t.user_id = v.user_id ORDER BY v
 """
 
 
-async def set_shadowban(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, banned: bool) -> list[str]:
+async def set_shadowban(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: str, banned: bool
+) -> list[str]:
     """Set or lift the shadowban; returns the videos the user voted on (empty when unknown).
 
     The votes stay recorded either way; the caller re-queues the returned videos so their

@@ -27,9 +27,7 @@ _TRANSIENT: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, Red
 
 async def prune_once(svc: Services) -> int:
     """Delete the deltas past retention now; returns how many went."""
-    return await synclog.prune(
-        svc.pool, retention_seconds=svc.settings.sync_retention_hours * 3600
-    )
+    return await synclog.prune(svc.pool, retention_seconds=svc.settings.sync_retention_hours * 3600)
 
 
 async def run(svc: Services) -> None:

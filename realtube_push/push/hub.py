@@ -1,0 +1,124 @@
+"""The local hub: fans committed batches out to this instance's live sessions.
+
+Promises:
+- the hub receives batches in seq order, contiguous (the bus subscriber guarantees it) and
+  hands each session every batch after the position it was registered at, in order;
+- a batch becomes one frame per distinct subscription, encoded once and shared by every
+  session with that subscription;
+- while a fan-out pass runs, newly arrived batches wait and are merged into the next pass,
+  so a burst costs one pass, not one per batch;
+- an epoch change (the log was reset) makes every session resync.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import anyio
+import anyio.lowlevel
+import structlog
+
+from realtube_push.push import protocol
+from realtube_push.push.frames import Batch, Frame, frame_for, merge_batches
+from realtube_push.push.protocol import Subscription
+from realtube_push.push.session import Session
+
+log = structlog.get_logger("realtube.hub")
+
+
+class Hub:
+    """Sessions of this instance and the fan-out of batches to them."""
+
+    def __init__(self, *, instance: str, max_per_ip: int) -> None:
+        self.instance = instance
+        self.max_per_ip = max_per_ip
+        self.epoch = ""
+        self.seq = 0  # last seq fanned out to sessions
+        self.accepting = True
+        self.sessions: set[Session] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._inbox: list[Batch] = []
+        self._inbox_ready = anyio.Event()
+        self._emptied = anyio.Event()
+        self.published = 0
+        self.passes = 0
+
+    def reset(self, epoch: str, seq: int) -> None:
+        """Start (or restart after an epoch change) at ``(epoch, seq)``."""
+        if self.epoch and epoch != self.epoch:
+            log.warning("epoch_changed", old=self.epoch, new=epoch)
+            for session in list(self.sessions):
+                session.resync("epoch")
+        self._inbox.clear()
+        self.epoch, self.seq = epoch, seq
+
+    def admit(self, client_ip: str) -> bool:
+        """Whether another connection from ``client_ip`` fits the per-IP cap."""
+        return self.accepting and self._per_ip[client_ip] < self.max_per_ip
+
+    def register(self, session: Session) -> tuple[str, int]:
+        """Add a session; returns the position after which the hub will feed it."""
+        self.sessions.add(session)
+        self._per_ip[session.client_ip] += 1
+        return self.epoch, self.seq
+
+    def unregister(self, session: Session) -> None:
+        """Remove a session (idempotent)."""
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self._per_ip[session.client_ip] -= 1
+            if self._per_ip[session.client_ip] <= 0:
+                del self._per_ip[session.client_ip]
+            if not self.sessions:
+                self._emptied.set()
+
+    def publish(self, batch: Batch) -> None:
+        """Accept the next contiguous batch (called by the bus subscriber, in order)."""
+        self.published += len(batch.deltas)
+        self._inbox.append(batch)
+        self._inbox_ready.set()
+
+    def connections_by_transport(self) -> Counter[str]:
+        return Counter(s.transport for s in self.sessions)
+
+    async def run(self) -> None:
+        """Fan out forever: each pass takes everything that arrived since the last one."""
+        while True:
+            await self._inbox_ready.wait()
+            self._inbox_ready = anyio.Event()
+            if not self._inbox:
+                continue
+            batches, self._inbox = self._inbox, []
+            self.fan_out(merge_batches(batches))
+            # let writers run before the next pass, so a burst gets merged
+            await anyio.lowlevel.checkpoint()
+
+    def fan_out(self, batch: Batch) -> None:
+        """Offer ``batch`` to every session, one shared frame per subscription."""
+        if batch.last <= self.seq:
+            return
+        if batch.first <= self.seq:
+            batch = batch.after(self.seq)
+        frames: dict[Subscription, Frame] = {}
+        for session in self.sessions:
+            frame = frames.get(session.subscription)
+            if frame is None:
+                frame = frames[session.subscription] = frame_for(batch, session.subscription)
+            session.offer(frame)
+        self.seq = batch.last
+        self.passes += 1
+
+    async def shutdown(self, *, retry_ms: int, wait_seconds: float) -> None:
+        """Tell every session to reconnect elsewhere, then wait (bounded) for them to go."""
+        self.accepting = False
+        for session in list(self.sessions):
+            delay = random.randint(retry_ms // 2, retry_ms) if retry_ms else 0
+            session.finish(
+                protocol.reconnect(reason="shutdown", retry_after_ms=delay), protocol.CLOSE_RESTART
+            )
+        if self.sessions:
+            self._emptied = anyio.Event()
+            with anyio.move_on_after(wait_seconds):
+                await self._emptied.wait()
+        log.info("live_sessions_closed", remaining=len(self.sessions))

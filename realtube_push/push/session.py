@@ -1,0 +1,186 @@
+"""One live connection's state, independent of its transport (WebSocket or SSE).
+
+Promises:
+- frames leave in seq order and are contiguous: each ``deltas`` frame starts right after
+  the previous one ended (an empty frame covers seqs the subscription filtered out), so the
+  client's cursor is always exact;
+- memory is bounded: at most ``max_queued_frames`` frames wait; past that they are
+  conflated into one (latest delta per entity), and if the conflated backlog still exceeds
+  ``max_pending_deltas`` it is dropped and the client is told to resync;
+- a session ends with exactly one final frame (resync, reconnect or error) and close code.
+
+Tricky case: the hub's merged batches and a resuming client's replay can overlap. The
+session remembers the last seq it accepted (``offered_to``) and trims anything at or below it,
+so a delta is never sent twice and never skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import anyio
+
+from realtube_push.push import protocol
+from realtube_push.push.frames import Frame, conflate, empty_frame
+from realtube_push.push.protocol import Codec, Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Per-connection bounds and timers (from settings)."""
+
+    max_queued_frames: int
+    max_pending_deltas: int
+    heartbeat_seconds: float
+    empty_flush_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What the transport must send next; ``close_code`` set means: then close."""
+
+    data: bytes | str
+    frame: Frame | None = None
+    close_code: int | None = None
+
+
+class SessionStats:
+    """Counters the hub turns into metrics."""
+
+    __slots__ = ("conflated", "delivered", "frames")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.conflated = 0
+        self.frames = 0
+
+
+class Session:
+    """State of one subscriber: subscription, cursor, bounded queue, final notice."""
+
+    def __init__(
+        self,
+        *,
+        transport: str,
+        codec: Codec,
+        subscription: Subscription,
+        client_ip: str,
+        limits: SessionLimits,
+    ) -> None:
+        self.transport = transport
+        self.codec = codec
+        self.subscription = subscription
+        self.client_ip = client_ip
+        self.limits = limits
+        self.stats = SessionStats()
+        self.epoch = ""
+        self.sent_to = 0
+        self.offered_to = 0
+        self._queue: deque[Frame] = deque()
+        self._control: deque[dict] = deque()
+        self._final: tuple[dict, int] | None = None
+        self._wake = anyio.Event()
+        self._last_ping = time.monotonic()
+        self._last_sent = time.monotonic()
+        self.resync_reason: str | None = None
+
+    @property
+    def closing(self) -> bool:
+        return self._final is not None
+
+    def start_at(self, epoch: str, seq: int) -> None:
+        """The client is at ``seq`` (after its replay); later offers continue from there."""
+        self.epoch = epoch
+        self.sent_to = seq
+        self.offered_to = seq
+
+    def offer(self, frame: Frame) -> None:
+        """Queue a frame from the hub (never blocks; conflates or resyncs past the bounds)."""
+        if self._final is not None or frame.last <= self.offered_to:
+            return
+        if frame.first <= self.offered_to:
+            frame = _trim(frame, self.offered_to)
+        self.offered_to = frame.last
+        if frame.size == 0:
+            return  # only moves the cursor: flushed as an empty frame when idle
+        self._queue.append(frame)
+        if len(self._queue) > self.limits.max_queued_frames:
+            merged, superseded = conflate(list(self._queue))
+            self._queue.clear()
+            self.stats.conflated += superseded
+            if merged.size > self.limits.max_pending_deltas:
+                self.resync("slow")
+                return
+            self._queue.append(merged)
+        self._wake.set()
+
+    def send_control(self, frame: dict) -> None:
+        """Queue a small control frame (pong) ahead of deltas."""
+        self._control.append(frame)
+        self._wake.set()
+
+    def resync(self, reason: str) -> None:
+        """Drop the backlog and end the session with a resync notice."""
+        if self._final is None:
+            self._queue.clear()
+            self.resync_reason = reason
+            self._final = (
+                protocol.resync(epoch=self.epoch, seq=self.sent_to, reason=reason),
+                protocol.CLOSE_RESYNC,
+            )
+            self._wake.set()
+
+    def finish(self, frame: dict, close_code: int) -> None:
+        """End the session with ``frame`` (reconnect or error) then ``close_code``."""
+        if self._final is None:
+            self._final = (frame, close_code)
+            self._wake.set()
+
+    async def next_outgoing(self) -> Outgoing:
+        """Wait for the next thing to send: control, deltas, heartbeat or the final notice."""
+        while True:
+            now = time.monotonic()
+            if self._control:
+                return Outgoing(protocol.encode(self._control.popleft(), self.codec))
+            if self._final is not None:
+                frame, code = self._final
+                return Outgoing(protocol.encode(frame, self.codec), close_code=code)
+            if self._queue:
+                head = self._queue[0]
+                if head.first > self.sent_to + 1:
+                    return self._sent(empty_frame(self.epoch, self.sent_to + 1, head.first - 1))
+                return self._sent(self._queue.popleft())
+            if self.offered_to > self.sent_to and (
+                now - self._last_sent >= self.limits.empty_flush_seconds
+            ):
+                return self._sent(empty_frame(self.epoch, self.sent_to + 1, self.offered_to))
+            if now - self._last_ping >= self.limits.heartbeat_seconds:
+                self._last_ping = now
+                return Outgoing(protocol.encode(protocol.ping(int(time.time())), self.codec))
+            wait = self.limits.heartbeat_seconds - (now - self._last_ping)
+            if self.offered_to > self.sent_to:
+                wait = min(wait, self.limits.empty_flush_seconds - (now - self._last_sent))
+            with anyio.move_on_after(max(wait, 0.001)):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    def _sent(self, frame: Frame) -> Outgoing:
+        self.sent_to = frame.last
+        self._last_sent = time.monotonic()
+        self.stats.delivered += frame.size
+        self.stats.frames += 1
+        return Outgoing(frame.encoded(self.codec), frame=frame)
+
+
+def _trim(frame: Frame, seq: int) -> Frame:
+    """The part of ``frame`` after ``seq`` (rare: a merged batch overlapping a replay)."""
+    return Frame(
+        frame.epoch,
+        seq + 1,
+        frame.last,
+        [v for v in frame.videos if v["seq"] > seq],
+        [c for c in frame.channels if c["seq"] > seq],
+        frame.published_at,
+    )

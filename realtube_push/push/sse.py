@@ -1,0 +1,94 @@
+"""``/api/live/sse``: the live channel as Server-Sent Events (JSON ``data:``, ``id:`` = seq)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from quart import Blueprint, Response, request
+
+from realtube_push.api.context import client_ip, services
+from realtube_push.api.errors import ApiError
+from realtube_push.push import protocol, resume
+from realtube_push.push.protocol import Codec, Hello, ProtocolError, Subscription
+from realtube_push.push.session import Session
+from realtube_push.push.transport import new_session, record_end, record_sent, refuse
+from realtube_push.services import Services
+
+blueprint = Blueprint("live_sse", __name__)
+
+RETRY_MS = 2000
+
+
+def _hello() -> Hello:
+    """The cursor and subscription from the query string and ``Last-Event-ID``."""
+    args = request.args
+    raw_seq = request.headers.get("Last-Event-ID") or args.get("seq")
+    epoch = args.get("epoch") or None
+    seq: int | None = None
+    if raw_seq is not None:
+        if not raw_seq.isascii() or not raw_seq.isdigit() or len(raw_seq) > 18:
+            raise ApiError(
+                400, "INVALID_PARAM", "seq / Last-Event-ID must be a non-negative integer"
+            )
+        seq = int(raw_seq)
+    if (seq is None) != (epoch is None):
+        raise ApiError(400, "INVALID_PARAM", "send both epoch and seq, or neither")
+    channels_arg = args.get("channels", "1")
+    if channels_arg not in ("0", "1", "true", "false"):
+        raise ApiError(400, "INVALID_PARAM", "channels must be 0/1/true/false")
+    buckets_arg = args.get("buckets")
+    try:
+        buckets = protocol.parse_buckets(
+            None if buckets_arg is None else [b for b in buckets_arg.split(",")]
+        )
+    except ProtocolError as exc:
+        raise ApiError(400, "INVALID_PARAM", exc.message) from exc
+    if epoch is not None and len(epoch) > 64:
+        raise ApiError(400, "INVALID_PARAM", "epoch is too long")
+    return Hello(epoch, seq, Subscription(buckets, channels_arg in ("1", "true")))
+
+
+@blueprint.get("/api/live/sse")
+async def live_sse() -> Response:
+    """Open an event stream resuming from the client's cursor."""
+    svc = services()
+    ip = client_ip()
+    hello = _hello()
+    refusal = refuse(svc, request.headers.get("Origin"), ip)
+    if refusal is not None:
+        return refusal
+    session = new_session(
+        svc, transport="sse", codec=Codec.SSE, subscription=hello.subscription, client_ip=ip
+    )
+    response = Response(
+        _stream(svc, session, hello),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.timeout = None  # a live stream has no end; heartbeats keep proxies awake
+    return response
+
+
+async def _stream(svc: Services, session: Session, hello: Hello) -> AsyncIterator[bytes]:
+    try:
+        # registering here, not in the handler, ties the session's life to the stream's
+        start = await resume.begin(svc, session, hello)
+        yield f"retry: {RETRY_MS}\n\n".encode()
+        if start.welcome is not None:
+            yield protocol.sse_event(start.welcome)
+            try:
+                async for frame in resume.replay(svc, session, start):
+                    yield frame.encoded(Codec.SSE)  # type: ignore[misc]
+                    record_sent(svc, session, frame.size, None, time.time())
+            except LookupError:
+                session.resync("retention")
+        while True:
+            out = await session.next_outgoing()
+            yield out.data  # type: ignore[misc]
+            if out.frame is not None:
+                record_sent(svc, session, out.frame.size, out.frame.published_at, time.time())
+            if out.close_code is not None:
+                return
+    finally:
+        record_end(svc, session)

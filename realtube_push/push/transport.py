@@ -1,0 +1,64 @@
+"""What WebSocket and SSE share at the door: Origin and per-IP checks, session creation."""
+
+from __future__ import annotations
+
+from quart import Response
+
+from realtube_push.api.cors import origin_allowed
+from realtube_push.api.errors import error_response
+from realtube_push.push.protocol import Codec, Subscription
+from realtube_push.push.session import Session, SessionLimits
+from realtube_push.services import Services
+
+
+def refuse(svc: Services, origin: str | None, client_ip: str) -> Response | None:
+    """The HTTP refusal for a connection that may not open, or None."""
+    if not origin_allowed(origin, svc.settings.cors_origins):
+        return error_response(403, "UNAUTHORIZED", "Origin not allowed")
+    if not svc.hub.admit(client_ip):
+        if not svc.hub.accepting:
+            return error_response(503, "INTERNAL_ERROR", "Instance is shutting down")
+        return error_response(
+            429, "RATE_LIMITED", "Too many live connections from this address", retry_after=30
+        )
+    return None
+
+
+def new_session(
+    svc: Services, *, transport: str, codec: Codec, subscription: Subscription, client_ip: str
+) -> Session:
+    """A session with this process's limits."""
+    s = svc.settings
+    return Session(
+        transport=transport,
+        codec=codec,
+        subscription=subscription,
+        client_ip=client_ip,
+        limits=SessionLimits(
+            max_queued_frames=s.live_max_queued_frames,
+            max_pending_deltas=s.live_max_pending_deltas,
+            heartbeat_seconds=s.live_heartbeat_seconds,
+            empty_flush_seconds=s.live_empty_flush_seconds,
+        ),
+    )
+
+
+def record_sent(
+    svc: Services, session: Session, size: int, published_at: float | None, now: float
+) -> None:
+    """Metrics for one frame written to a client."""
+    m = svc.metrics
+    if size:
+        m.live_delivered.inc(size)
+    m.live_frames.inc()
+    if published_at is not None:
+        m.live_fanout_lag.observe(max(now - published_at, 0.0))
+
+
+def record_end(svc: Services, session: Session) -> None:
+    """Metrics when a session ends."""
+    svc.hub.unregister(session)
+    if session.stats.conflated:
+        svc.metrics.live_conflated.inc(session.stats.conflated)
+    if session.resync_reason == "slow":
+        svc.metrics.live_resyncs.labels("slow").inc()
