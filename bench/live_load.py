@@ -1,0 +1,208 @@
+"""Live-channel load: N WebSocket subscribers on one instance while votes flow through the API.
+
+Reports, per run: server RSS per connection, vote -> delivered latency p50/p99 over every
+(subscriber, vote) pair, frames/s and deltas/s delivered, server CPU per 1,000 deltas; then a
+batched phase (votes as fast as the API takes them) for peak deltas/s.
+
+    python bench/live_load.py --connections 1000 5000 10000 --rate 100 --duration 20
+
+Uses DATABASE_URL/REDIS_URL when set, else an embedded stack in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import time
+from collections import Counter
+
+import httpx
+
+from bench.harness import (
+    ServerProcess,
+    cpu_seconds,
+    raise_fd_limit,
+    rss_kib,
+    stack,
+    start_server,
+)
+from bench.wsclient import FrameLog, open_subscribers
+
+CATEGORIES = ("fully_ai", "ai_voiceover", "ai_visuals", "ai_thumbnails", "ai_assisted")
+
+
+def hist_percentile(hist: Counter[int], q: float) -> float:
+    """Percentile (ms) from a histogram of whole milliseconds."""
+    total = sum(hist.values())
+    if not total:
+        return float("nan")
+    target = total * q / 100
+    seen = 0
+    for ms in sorted(hist):
+        seen += hist[ms]
+        if seen >= target:
+            return float(ms)
+    return float(max(hist))
+
+
+async def post_votes(
+    client: httpx.AsyncClient, sent: dict[str, float], *, rate: float, duration: float,
+    concurrency: int,
+) -> int:
+    """Post votes on fresh videos at ``rate``/s, or (rate 0) from ``concurrency`` loops
+    as fast as the API answers."""
+    end = time.monotonic() + duration
+    count = 0
+
+    async def one() -> None:
+        nonlocal count
+        count += 1
+        video = secrets.token_urlsafe(8)[:11]
+        body = {"videoId": video, "category": CATEGORIES[count % 5],
+                "userId": secrets.token_hex(32)}
+        sent[video] = time.monotonic()
+        response = await client.post("/api/votes", json=body)
+        response.raise_for_status()
+
+    async def flat_out() -> None:
+        while time.monotonic() < end:
+            await one()
+
+    async with asyncio.TaskGroup() as tg:
+        if not rate:
+            for _ in range(concurrency):
+                tg.create_task(flat_out())
+        else:
+            start, n = time.monotonic(), 0
+            while time.monotonic() < end:
+                delay = start + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tg.create_task(one())
+                n += 1
+    return count
+
+
+async def wait_delivered(log: FrameLog, videos: set[str], subscribers: int, timeout: float) -> bool:
+    """Until every subscriber has a frame with each video (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        have: set[str] = set()
+        for payload, (_, _, ids) in log.decoded.items():
+            if len(log.arrivals[payload]) >= subscribers:
+                have.update(ids)
+        if videos <= have:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def latencies(log: FrameLog, sent: dict[str, float]) -> Counter[int]:
+    """Histogram (ms) of arrival - send over every (subscriber, vote) pair."""
+    hist: Counter[int] = Counter()
+    for payload, (_, _, ids) in log.decoded.items():
+        arrivals = log.arrivals[payload]
+        for video in ids:
+            t0 = sent.get(video)
+            if t0 is not None:
+                hist.update(int((a - t0) * 1000) for a in arrivals)
+    return hist
+
+
+async def run_one(server: ServerProcess, connections: int, rate: float, duration: float,
+                  batched: float) -> dict[str, float]:
+    pid = server.process.pid
+    rss_before = rss_kib(pid)
+    log = FrameLog()
+    t0 = time.monotonic()
+    subs = await open_subscribers(log, "127.0.0.1", server.port, connections, hello={"t": "hello", "v": 1})
+    connect_s = time.monotonic() - t0
+    await asyncio.sleep(2)  # let allocator settle before reading RSS
+    rss_after = rss_kib(pid)
+    result: dict[str, float] = {
+        "connections": connections,
+        "connect_seconds": round(connect_s, 2),
+        "rss_kib_idle_server": rss_before,
+        "rss_kib_per_connection": round((rss_after - rss_before) / connections, 1),
+    }
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+        sent: dict[str, float] = {}
+        cpu0, t_start = cpu_seconds(pid), time.monotonic()
+        frames0, deltas0 = log.frames, log.deltas
+        votes = await post_votes(client, sent, rate=rate, duration=duration, concurrency=32)
+        complete = await wait_delivered(log, set(sent), connections, timeout=30)
+        t_end = max((max(a) for a in log.arrivals.values() if a), default=time.monotonic())
+        cpu = cpu_seconds(pid) - cpu0
+        hist = latencies(log, sent)
+        window = t_end - t_start
+        delivered = log.deltas - deltas0
+        result |= {
+            "votes": votes,
+            "vote_rate": round(votes / duration, 1),
+            "all_delivered": complete,
+            "latency_p50_ms": hist_percentile(hist, 50),
+            "latency_p99_ms": hist_percentile(hist, 99),
+            "latency_max_ms": float(max(hist) if hist else 0),
+            "frames_per_s": round((log.frames - frames0) / window),
+            "deltas_per_s": round(delivered / window),
+            "server_cpu_ms_per_1000_deltas": round(cpu * 1e6 / max(delivered, 1), 2),
+            "server_cpu_util": round(cpu / window, 2),
+        }
+        if batched:
+            log.arrivals.clear()
+            log.decoded.clear()
+            sent_b: dict[str, float] = {}
+            frames0, deltas0 = log.frames, log.deltas
+            cpu0, t_start = cpu_seconds(pid), time.monotonic()
+            votes_b = await post_votes(client, sent_b, rate=0, duration=batched, concurrency=48)
+            await wait_delivered(log, set(sent_b), connections, timeout=60)
+            t_end = max((max(a) for a in log.arrivals.values() if a), default=time.monotonic())
+            window = t_end - t_start
+            delivered = log.deltas - deltas0
+            hist = latencies(log, sent_b)
+            result |= {
+                "batched_votes_per_s": round(votes_b / batched),
+                "batched_deltas_per_s": round(delivered / window),
+                "batched_frames_per_s": round((log.frames - frames0) / window),
+                "batched_deltas_per_frame": round(delivered / max(log.frames - frames0, 1), 1),
+                "batched_latency_p50_ms": hist_percentile(hist, 50),
+                "batched_latency_p99_ms": hist_percentile(hist, 99),
+                "batched_server_cpu_ms_per_1000_deltas": round(
+                    (cpu_seconds(pid) - cpu0) * 1e6 / max(delivered, 1), 2
+                ),
+            }
+    for sub in subs:
+        if sub.transport is not None:
+            sub.transport.close()
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, nargs="+", default=[1000])
+    parser.add_argument("--rate", type=float, default=100.0, help="votes/s in the steady phase")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--batched", type=float, default=10.0, help="seconds of max-rate votes")
+    parser.add_argument("--debounce-ms", default="50")
+    args = parser.parse_args()
+    raise_fd_limit()
+    with stack() as st:
+        for n in args.connections:
+            server = start_server(
+                st,
+                LIVE_MAX_CONNECTIONS_PER_IP="100000",
+                LIVE_IDLE_TIMEOUT_SECONDS="3600",
+                SCORE_DEBOUNCE_MS=args.debounce_ms,
+                DB_POOL_MAX="20",
+            )
+            try:
+                result = await run_one(server, n, args.rate, args.duration, args.batched)
+            finally:
+                server.stop()
+            print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
