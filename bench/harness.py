@@ -48,7 +48,7 @@ def free_port() -> int:
 
 
 def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -71,9 +71,7 @@ class ServerProcess:
                 self.process.kill()
 
 
-def start_server(
-    st: Stack, *, args: list[str] | None = None, **env: str
-) -> ServerProcess:
+def start_server(st: Stack, *, args: list[str] | None = None, **env: str) -> ServerProcess:
     """``realtube-push serve`` (or ``args``) with benchmark settings; waits until ready."""
     port = free_port()
     full_env = {
@@ -94,7 +92,7 @@ def start_server(
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=raise_fd_limit,  # noqa: PLW1509 - the server holds thousands of sockets
+        preexec_fn=raise_fd_limit,  # the server holds thousands of sockets
     )
     server = ServerProcess(process, port, Path(log.name))
     deadline = time.monotonic() + 60

