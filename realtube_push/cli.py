@@ -5,6 +5,8 @@
 - ``serve``    HTTP + workers against DATABASE_URL/REDIS_URL; fails fast when unreachable.
 - ``worker``   the background workers alone (no HTTP).
 - ``migrate``  apply pending migrations (idempotent).
+- ``export``   write the public database export (dump + CSV bundle) into EXPORT_DIR.
+- ``watch``    follow a server's live channel and print each delta (a client: no database).
 """
 
 from __future__ import annotations
@@ -37,12 +39,29 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations")
     sub.add_parser("worker", help="run the background workers alone")
     sub.add_parser("migrate", help="apply pending migrations")
+    sub.add_parser("export", help="write the public database export into EXPORT_DIR")
+    watch = sub.add_parser("watch", help="print each live delta of a server as it arrives")
+    watch.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
+    watch.add_argument("--buckets", default=None, help="hash-prefix buckets, e.g. ab,c3")
+    watch.add_argument("--transport", choices=("ws", "sse", "poll"), default=None)
+    watch.add_argument("--poll-interval", type=float, default=1800.0, help="seconds (poll)")
+    watch.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "watch":  # a client of the public API: no server settings needed
+        from realtube_push.client.watch import main as watch_main
+
+        return watch_main(
+            args.url,
+            buckets=args.buckets,
+            transport=args.transport,
+            poll_interval=args.poll_interval,
+            as_json=args.json,
+        )
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -61,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                 _migrate(settings)
             _run(settings, serve_http=True)
             return 0
+        if args.command == "export":
+            return _export(settings)
         if args.command == "worker":
             settings = _require_urls(settings).model_copy(update={"run_workers": True})
             _run(settings, serve_http=False)
@@ -83,11 +104,15 @@ def _migrate(settings: Settings) -> None:
     async def apply() -> None:
         assert settings.database_url is not None
         try:
+            directory = db.migrations_dir(settings.migrations_dir)
+        except FileNotFoundError as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+        try:
             conn = await asyncpg.connect(settings.database_url, timeout=10)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise ServiceUnavailable(f"PostgreSQL unreachable: {exc}") from exc
         try:
-            applied = await db.apply_migrations(conn)
+            applied = await db.apply_migrations(conn, directory)
         finally:
             await conn.close()
         print(
@@ -95,6 +120,19 @@ def _migrate(settings: Settings) -> None:
         )
 
     anyio.run(apply)
+
+
+def _export(settings: Settings) -> int:
+    from realtube_push.export import ExportError, run_export
+
+    try:
+        result = anyio.run(run_export, settings)
+    except ExportError as exc:
+        print(f"realtube-push: export failed: {exc}", file=sys.stderr)
+        return 1
+    rows = ", ".join(f"{table} {count}" for table, count in result.rows.items())
+    print(f"export written: {result.dump} and {result.csv} ({rows})", flush=True)
+    return 0
 
 
 def _run(settings: Settings, *, serve_http: bool, banner: str | None = None) -> None:

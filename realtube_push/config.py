@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -74,6 +75,16 @@ class Settings(BaseSettings):
     live_send_timeout_seconds: float = Field(15.0, gt=0)
     live_reconnect_delay_ms: int = Field(1000, ge=0)
     live_empty_flush_seconds: float = Field(1.0, gt=0)
+
+    # The migration .sql files; unset means the source tree's migrations/ (dev, tests). An
+    # installed package (the container image) has no source tree, so it must say where they are.
+    migrations_dir: Path | None = None
+
+    # Public database export (`realtube-push export`, GET /api/database/export).
+    export_dir: Path = Path(".realtube/exports")
+    export_keep: int = Field(7, ge=1)
+    # pg_dump to run; unset means pgserver's bundled one (PostgreSQL 16), else pg_dump on PATH.
+    pg_dump_path: str | None = None
 
     video_cache_ttl: int = Field(300, ge=1)
     channel_cache_ttl: int = Field(900, ge=1)

@@ -18,6 +18,18 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 _MIGRATION_LOCK = 0x5254_4D49  # arbitrary constant: "RTMI"
 
 
+def migrations_dir(configured: Path | None = None) -> Path:
+    """Where the migrations are: ``MIGRATIONS_DIR`` when set, else the source tree's.
+
+    Raises ``FileNotFoundError`` when that directory holds no migration, so an installed
+    package that cannot find them fails at start instead of serving an empty schema.
+    """
+    directory = configured if configured is not None else MIGRATIONS_DIR
+    if not migration_files(directory):
+        raise FileNotFoundError(f"no migrations (NNN_*.sql) in {directory}; set MIGRATIONS_DIR")
+    return directory
+
+
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
     """The migration files in the order they apply (by their numeric prefix)."""
     return sorted(directory.glob("[0-9][0-9][0-9]_*.sql"))
