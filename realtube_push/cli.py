@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=None, help="overrides PORT")
     serve = sub.add_parser("serve", help="run HTTP and workers against DATABASE_URL/REDIS_URL")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations")
+    serve.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     sub.add_parser("worker", help="run the background workers alone")
     sub.add_parser("migrate", help="apply pending migrations")
     sub.add_parser("export", help="write the public database export into EXPORT_DIR")
@@ -78,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             settings = _require_urls(settings)
             if not args.no_migrate:
                 _migrate(settings)
-            _run(settings, serve_http=True)
+            if settings.web_concurrency > 1 and args.listen_fd is None:
+                from realtube_push.supervisor import run_children
+
+                return run_children(settings, settings.web_concurrency)
+            _run(settings, serve_http=True, listen_fd=args.listen_fd)
             return 0
         if args.command == "export":
             return _export(settings)
@@ -135,7 +140,13 @@ def _export(settings: Settings) -> int:
     return 0
 
 
-def _run(settings: Settings, *, serve_http: bool, banner: str | None = None) -> None:
+def _run(
+    settings: Settings,
+    *,
+    serve_http: bool,
+    banner: str | None = None,
+    listen_fd: int | None = None,
+) -> None:
     from realtube_push.app import run
 
     def on_ready(_: Services) -> None:
@@ -143,7 +154,7 @@ def _run(settings: Settings, *, serve_http: bool, banner: str | None = None) -> 
             print(banner, flush=True)
 
     anyio.run(
-        lambda: run(settings, serve_http=serve_http, on_ready=on_ready),
+        lambda: run(settings, serve_http=serve_http, on_ready=on_ready, listen_fd=listen_fd),
         backend="asyncio",
         backend_options={"use_uvloop": _has_uvloop()},
     )
@@ -195,5 +206,9 @@ def _dev(settings: Settings, data_dir: Path, port: int | None) -> int:
             f"RealTube push is running\n  API:       {base}/api/stats  (OpenAPI: {base}/docs)\n"
             f"  dashboard: {base}/admin/\n  health:    {base}/health/ready{token_note}"
         )
+        if ready_settings.web_concurrency > 1:
+            from realtube_push.supervisor import run_children
+
+            return run_children(ready_settings, ready_settings.web_concurrency, banner=banner)
         _run(ready_settings, serve_http=True, banner=banner)
     return 0

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     environment: Literal["development", "test", "production"] = "development"
+    # server processes per instance (one core each); see supervisor.py
+    web_concurrency: int = Field(1, ge=1, le=64)
     instance_id: str = Field(default_factory=lambda: secrets.token_hex(4))
 
     cors_origins: CommaList = ["chrome-extension://*", "moz-extension://*"]

@@ -1,0 +1,80 @@
+"""``realtube-push watch`` as a user runs it: a process printing one line per delta."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+import orjson
+import pytest
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from tests.support import ids
+from tests.support.servers import REPO
+
+pytestmark = pytest.mark.anyio
+
+DEADLINE = 15.0
+
+
+async def lines_of(process: Process) -> AsyncIterator[str]:
+    assert process.stdout is not None
+    stream = BufferedByteReceiveStream(process.stdout)
+    while True:
+        try:
+            line = await stream.receive_until(b"\n", 1 << 20)
+        except anyio.EndOfStream:
+            return
+        yield line.decode()
+
+
+async def read_until(lines: AsyncIterator[str], wanted: Callable[[str], bool]) -> list[str]:
+    """Lines up to and including the first ``wanted`` one (fails at the end of output)."""
+    seen: list[str] = []
+    async for line in lines:
+        seen.append(line)
+        if wanted(line):
+            return seen
+    raise AssertionError(f"output ended without the expected line:\n{seen}")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_watch_prints_a_line_for_a_vote_without_any_database_settings(server, api, as_json):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    command = [sys.executable, "-m", "realtube_push", "watch", "--url", server.url]
+    if as_json:
+        command.append("--json")
+    video = ids.video_id()
+    process = await anyio.open_process(command, cwd=REPO, env=env, stderr=None)
+    try:
+        lines = lines_of(process)
+        with anyio.fail_after(DEADLINE):
+            if as_json:
+                await read_until(lines, lambda s: orjson.loads(s).get("connected") is True)
+            else:
+                await read_until(lines, lambda s: "connected=yes" in s)
+            await api.vote(server.url, video)
+            seen = await read_until(lines, lambda s: video in s)
+    finally:
+        process.terminate()
+        with anyio.move_on_after(10, shield=True):
+            await process.wait()
+        await process.aclose()
+    line = seen[-1]
+    if as_json:
+        delta = orjson.loads(line)
+        assert delta["type"] == "delta"
+        assert (delta["action"], delta["kind"], delta["id"]) == ("update", "video", video)
+        assert isinstance(delta["seq"], int)
+        assert delta["score"] > 0
+        assert "fully_ai" in delta["categories"]
+    else:
+        seq, action, kind, video_id, score, categories = line.split(" ")
+        assert seq.startswith("seq=")
+        assert int(seq.removeprefix("seq=")) > 0
+        assert (action, kind, video_id) == ("update", "video", video)
+        assert float(score.removeprefix("score=")) > 0
+        assert categories.startswith("categories=fully_ai:")
