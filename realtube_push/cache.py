@@ -7,6 +7,9 @@
 | ``prefix:{hashPrefix}``  | JSON list of the prefix's video objects | 5 min   |
 | ``ratelimit:{who}:{ep}`` | counter (see ``ratelimit.py``)          | window  |
 | ``sync:recent``          | recent deltas by seq (see ``push/bus``) | 48 h    |
+| ``admin:stats:{inst}``   | an instance's counters (``push/admin``) | 5 s     |
+| ``admin:instances``      | instance -> last snapshot time          | none    |
+| ``admin:revoked:{sid}``  | logged-out admin session                | session |
 
 Writers delete keys after their transaction commits (write-through invalidation) and
 broadcast the same ids on ``invalidate`` so any per-process copy is dropped too. A reader
@@ -16,11 +19,17 @@ invalidation is lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
+import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("realtube.cache")
+T = TypeVar("T")
 
 PREFIX_LENGTHS = range(4, 9)
 
@@ -69,37 +78,84 @@ class Keys:
     def admin_channel(self) -> str:
         return self._k("rt:admin")
 
+    def admin_stats(self, instance: str) -> str:
+        """One instance's latest counters snapshot for the admin dashboard (short TTL)."""
+        return self._k(f"admin:stats:{instance}")
+
+    @property
+    def admin_instances(self) -> str:
+        """Sorted set: instance id -> time of its last stats snapshot."""
+        return self._k("admin:instances")
+
+    def admin_revoked(self, session_id: str) -> str:
+        """A logged-out admin session (kept until the session would have expired)."""
+        return self._k(f"admin:revoked:{session_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A cache read: the value (None on a miss) and the key's generation at read time."""
+
+    value: object | None
+    generation: bytes | None
+
+
+# Fill only if no invalidation happened since the lookup: a reader that fetched from
+# PostgreSQL before a writer's commit must not store its stale copy after the writer's DEL.
+_FILL_IF_CURRENT = """
+if redis.call('GET', KEYS[2]) == (ARGV[1] ~= '' and ARGV[1] or false) then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+GENERATION_TTL_SECONDS = 86_400
+
 
 class Cache:
-    """JSON values with the seed's TTLs, and their invalidation."""
+    """JSON values with the seed's TTLs, and their invalidation.
+
+    Promise: a value is never staler than the invalidation that followed it. Each key has a
+    generation counter (``{key}:gen``) that invalidation bumps; a fill carries the generation
+    its lookup saw and is dropped if it moved. Redis trouble is a miss, never an error: the
+    database answers instead.
+    """
 
     def __init__(self, redis: Redis, keys: Keys, *, video_ttl: int, channel_ttl: int) -> None:
         self._redis = redis
         self.keys = keys
-        self._video_ttl = video_ttl
-        self._channel_ttl = channel_ttl
-        self.hits = 0
-        self.misses = 0
+        self.video_ttl = video_ttl
+        self.channel_ttl = channel_ttl
+        self._fill = redis.register_script(_FILL_IF_CURRENT)
 
-    async def get_json(self, key: str) -> object | None:
-        """The cached value, or None on a miss (counted for the hit ratio)."""
-        raw = await self._redis.get(key)
-        if raw is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return orjson.loads(raw)
+    async def lookup(self, key: str) -> Lookup:
+        """The cached value and generation (one round trip); a miss when Redis fails."""
+        try:
+            raw, generation = await self._redis.mget(key, f"{key}:gen")
+        except RedisError:
+            log.warning("cache_unavailable", exc_info=True)
+            return Lookup(None, None)
+        return Lookup(None if raw is None else orjson.loads(raw), generation)
 
-    async def put_video(self, video_id: str, value: object) -> None:
-        await self._redis.set(self.keys.video(video_id), orjson.dumps(value), ex=self._video_ttl)
+    async def fill(self, key: str, value: object, ttl: int, seen: Lookup) -> None:
+        """Store ``value`` unless the key was invalidated after ``seen`` was read."""
+        generation = b"" if seen.generation is None else seen.generation
+        try:
+            await self._fill(keys=[key, f"{key}:gen"], args=[generation, orjson.dumps(value), ttl])
+        except RedisError:
+            log.warning("cache_unavailable", exc_info=True)
 
-    async def put_channel(self, channel_id: str, value: object) -> None:
-        await self._redis.set(
-            self.keys.channel(channel_id), orjson.dumps(value), ex=self._channel_ttl
-        )
-
-    async def put_prefix(self, prefix: str, value: object) -> None:
-        await self._redis.set(self.keys.prefix(prefix), orjson.dumps(value), ex=self._video_ttl)
+    async def read_through(
+        self, key: str, ttl: int, load: Callable[[], Awaitable[T | None]]
+    ) -> tuple[T | None, bool]:
+        """The cached value, else ``load()`` (stored when not None); and whether it was a hit."""
+        seen = await self.lookup(key)
+        if seen.value is not None:
+            return seen.value, True  # type: ignore[return-value]
+        value = await load()
+        if value is not None:
+            await self.fill(key, value, ttl, seen)
+        return value, False
 
     async def invalidate(
         self,
@@ -107,7 +163,10 @@ class Cache:
         videos: Iterable[tuple[str, str]] = (),
         channels: Iterable[str] = (),
     ) -> None:
-        """Drop the keys of changed videos ((id, hash) pairs) and channels, then broadcast."""
+        """Drop the keys of changed videos ((id, hash) pairs) and channels, then broadcast.
+
+        Raises RedisError: the caller decides (after a commit it is logged, not fatal).
+        """
         video_list = list(videos)
         channel_list = list(channels)
         keys: list[str] = []
@@ -119,6 +178,9 @@ class Cache:
             return
         message = orjson.dumps({"videos": [v for v, _ in video_list], "channels": channel_list})
         async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.incr(f"{key}:gen")
+                pipe.expire(f"{key}:gen", GENERATION_TTL_SECONDS)
             pipe.delete(*keys)
             pipe.publish(self.keys.invalidate_channel, message)
             await pipe.execute()

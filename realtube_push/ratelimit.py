@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from realtube_push.cache import Keys
+
+log = structlog.get_logger("realtube.ratelimit")
 
 _INCR = """
 local n = redis.call('INCR', KEYS[1])
@@ -64,9 +68,15 @@ class RateLimiter:
         """Count one request by ``who`` on ``endpoint``; refused past the limit."""
         if not self._enabled:
             return Verdict(True, limit.requests, limit.requests, limit.window)
-        count, ttl = await self._script(
-            keys=[self._keys.ratelimit(who, endpoint)], args=[limit.window]
-        )
+        try:
+            count, ttl = await self._script(
+                keys=[self._keys.ratelimit(who, endpoint)], args=[limit.window]
+            )
+        except RedisError:
+            # Fail open: with Redis down the API keeps serving from PostgreSQL, and nginx's
+            # own limits still stand in front of it.
+            log.warning("rate_limiter_unavailable", endpoint=endpoint)
+            return Verdict(True, limit.requests, limit.requests, limit.window)
         count, ttl = int(count), max(int(ttl), 1)
         return Verdict(
             allowed=count <= limit.requests,

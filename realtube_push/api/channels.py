@@ -23,22 +23,26 @@ async def get_channel(channel_id: str) -> tuple[dict[str, Any], int]:
     await enforce_limit("videos", client_ip(), Limit(svc.settings.rate_limit_videos))
     if not is_channel_id(channel_id):
         raise ApiError(400, "INVALID_FIELD", "channelId must be 1-32 characters of A-Za-z0-9_-")
-    cached = await svc.cache.get_json(svc.keys.channel(channel_id))
-    svc.metrics.cache.labels("hit" if cached is not None else "miss").inc()
-    if cached is not None:
-        return cached, 200  # type: ignore[return-value]
-    row = await channel_store.get_channel(svc.pool, channel_id)
-    if row is None:
-        raise ApiError(404, "NOT_FOUND", f"Channel {channel_id} is not tracked")
-    obj = channel_object(
-        channel_id=row["channel_id"],
-        score=row["score"],
-        total_videos=row["total_videos"],
-        flagged_videos=row["flagged_videos"],
-        top_categories=row["top_categories"],
-        locked=row["locked"],
-        auto_flag=row["auto_flag_new"],
-        last_updated=row["last_updated"],
+
+    async def load() -> dict[str, Any] | None:
+        row = await channel_store.get_channel(svc.pool, channel_id)
+        if row is None:
+            return None
+        return channel_object(
+            channel_id=row["channel_id"],
+            score=row["score"],
+            total_videos=row["total_videos"],
+            flagged_videos=row["flagged_videos"],
+            top_categories=row["top_categories"],
+            locked=row["locked"],
+            auto_flag=row["auto_flag_new"],
+            last_updated=row["last_updated"],
+        )
+
+    obj, hit = await svc.cache.read_through(
+        svc.keys.channel(channel_id), svc.cache.channel_ttl, load
     )
-    await svc.cache.put_channel(channel_id, obj)
+    svc.metrics.cache.labels("hit" if hit else "miss").inc()
+    if obj is None:
+        raise ApiError(404, "NOT_FOUND", f"Channel {channel_id} is not tracked")
     return obj, 200

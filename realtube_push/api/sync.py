@@ -28,6 +28,7 @@ from realtube_push.workers import fullblob
 blueprint = Blueprint("sync", __name__)
 
 DELTA_PAGE = 5_000
+SINCE_OVERLAP = timedelta(seconds=10)
 MSGPACK = "application/msgpack"
 
 
@@ -108,6 +109,9 @@ async def delta() -> Response:
         "hasMore": more,
     }
     if "since" in request.args:
+        # A batch stamped just before this poll may commit just after it: the next poll
+        # starts a little earlier (deltas are idempotent upserts, a repeat is harmless).
+        body["syncTimestamp"] = iso(now - SINCE_OVERLAP)
         retention = timedelta(hours=svc.settings.sync_retention_hours)
         body["resync"] = since < now - retention
     return _respond(body)

@@ -65,16 +65,17 @@ async def by_prefix(prefix: str) -> tuple[list[dict[str, Any]], int]:
         raise ApiError(400, "INVALID_PREFIX", str(exc)) from exc
     categories, min_score = _filters()
     svc = services()
-    cached = await svc.cache.get_json(svc.keys.prefix(normalized))
-    svc.metrics.cache.labels("hit" if cached is not None else "miss").inc()
-    if cached is None:
+
+    async def load() -> list[dict[str, Any]]:
         lo, hi = prefix_range(normalized)
-        items: list[dict[str, Any]] = [
-            _object(r) for r in await video_store.by_hash_range(svc.pool, lo, hi)
-        ]
-        await svc.cache.put_prefix(normalized, items)
-    else:
-        items = cached  # type: ignore[assignment]
+        return [_object(r) for r in await video_store.by_hash_range(svc.pool, lo, hi)]
+
+    # the unfiltered list is cached; filters apply per request
+    found, hit = await svc.cache.read_through(
+        svc.keys.prefix(normalized), svc.cache.video_ttl, load
+    )
+    svc.metrics.cache.labels("hit" if hit else "miss").inc()
+    items = found or []
     if categories:
         items = [v for v in items if categories.intersection(v["categories"])]
     if min_score is not None:
@@ -95,13 +96,13 @@ async def by_id() -> tuple[dict[str, Any], int]:
         raise ApiError(400, "INVALID_FIELD", "videoId must be 1-16 characters of A-Za-z0-9_-")
     g.video_id = video_id
     svc = services()
-    cached = await svc.cache.get_json(svc.keys.video(video_id))
-    svc.metrics.cache.labels("hit" if cached is not None else "miss").inc()
-    if cached is not None:
-        return cached, 200  # type: ignore[return-value]
-    row = await video_store.by_id(svc.pool, video_id)
-    if row is None:
+
+    async def load() -> dict[str, Any] | None:
+        row = await video_store.by_id(svc.pool, video_id)
+        return None if row is None else _object(row)
+
+    obj, hit = await svc.cache.read_through(svc.keys.video(video_id), svc.cache.video_ttl, load)
+    svc.metrics.cache.labels("hit" if hit else "miss").inc()
+    if obj is None:
         raise ApiError(404, "NOT_FOUND", f"Video {video_id} is not tracked")
-    obj = _object(row)
-    await svc.cache.put_video(video_id, obj)
     return obj, 200

@@ -67,8 +67,9 @@ _APPEND = """
 WITH meta AS (
     UPDATE sync_meta SET last_seq = last_seq + $1 RETURNING last_seq - $1 AS base, epoch
 ), ins AS (
-    INSERT INTO sync_cache (seq, kind, entity_id, entity_hash, action, payload)
-    SELECT meta.base + e.ord, e.kind, e.entity_id, e.entity_hash, e.action, e.payload
+    INSERT INTO sync_cache (seq, kind, entity_id, entity_hash, action, payload, created_at)
+    SELECT meta.base + e.ord, e.kind, e.entity_id, e.entity_hash, e.action, e.payload,
+           clock_timestamp()
     FROM meta, unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
         WITH ORDINALITY AS e(kind, entity_id, entity_hash, action, payload, ord)
 )

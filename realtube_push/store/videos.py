@@ -58,8 +58,10 @@ async def by_hash_range(
 
 
 async def by_id(conn: asyncpg.Connection | asyncpg.Pool, video_id: str) -> VideoRow | None:
-    """One visible video, or None."""
+    """One visible, tracked video (as the prefix lookup sees it), or None."""
     row = await conn.fetchrow(
-        _SELECT + " WHERE v.video_id = $1 AND NOT v.hidden AND NOT v.shadow_hidden", video_id
+        _SELECT + " WHERE v.video_id = $1 AND NOT v.hidden AND NOT v.shadow_hidden"
+        " AND v.total_votes > 0",
+        video_id,
     )
     return None if row is None else _row(row)

@@ -8,7 +8,19 @@ Promises:
 - counters (``videos.total_votes``, ``video_categories.votes``, ``users.total_votes``) are
   kept exact by a row trigger working from OLD/NEW, never read-modify-write;
 - every applied change enqueues the video in ``score_queue`` in the same transaction, so the
-  recalculation is as durable as the vote (the NOTIFY that follows is a wake-up only).
+  recalculation is as durable as the vote (the NOTIFY that follows is a wake-up only);
+- a recalculation never misses a committed change: the transaction takes the video's queue
+  row (inserting it, or locking the one already queued) before it touches anything else, and
+  holds it to commit. The score worker claims only unlocked queue rows, so it either claims
+  the row after this commit (and reads this change) or has claimed it before (then this
+  transaction waits for the worker's commit and queues the video anew).
+
+  Why "already queued" is not enough, concretely: video V is queued by an earlier vote; a new
+  vote finds the row and moves on without locking it; a worker claims the row, reads V's votes
+  (the new one is uncommitted, so invisible), writes the score and deletes the row; the vote
+  commits. V's score now ignores that vote, and nothing is left in the queue to fix it.
+  Taking the queue row first is also the worker's lock order (queue row, then video), so the
+  two never deadlock.
 """
 
 from __future__ import annotations
@@ -36,8 +48,15 @@ ON CONFLICT (user_id) DO UPDATE SET last_active = now()
 RETURNING trust_score, is_vip, is_shadowbanned
 """
 
+# Taken first in a vote's transaction and held to commit (see the module docstring). The no-op
+# update is what locks a row that is already queued; the first enqueue time is kept.
+_HOLD_QUEUE = """
+INSERT INTO score_queue (video_id) VALUES ($1)
+ON CONFLICT (video_id) DO UPDATE SET enqueued_at = score_queue.enqueued_at
+"""
+
 # One statement: video (with the channel's auto-flag prior when new), the vote under
-# last-write-wins, the score-queue entry and the IP-hash record.
+# last-write-wins and the IP-hash record.
 _CAST = """
 WITH chan AS (
     INSERT INTO channels (channel_id, channel_hash)
@@ -60,10 +79,6 @@ WITH chan AS (
             user_agent = EXCLUDED.user_agent, updated_at = now()
         WHERE votes.cast_at <= EXCLUDED.cast_at
     RETURNING id
-), queued AS (
-    INSERT INTO score_queue (video_id)
-    SELECT $1 WHERE EXISTS (SELECT 1 FROM vote)
-    ON CONFLICT (video_id) DO NOTHING
 ), seen AS (
     INSERT INTO ip_hashes (ip_hash, user_id) SELECT $7, $2 WHERE $7::text IS NOT NULL
     ON CONFLICT (ip_hash, user_id) DO UPDATE
@@ -87,8 +102,14 @@ async def cast_vote(
     ip_hash: str | None,
     user_agent: str | None,
 ) -> VoteOutcome:
-    """Record (or change) ``user_id``'s vote on ``video_id`` and queue its recalculation."""
+    """Record (or change) ``user_id``'s vote on ``video_id`` and queue its recalculation.
+
+    The video is queued even when the vote is not applied (an older cast time): the queue row
+    must be held before the outcome is known, and a recalculation of unchanged votes is
+    harmless.
+    """
     async with conn.transaction():
+        await conn.execute(_HOLD_QUEUE, video_id)
         user = await conn.fetchrow(_UPSERT_USER, user_id, NEW_ACCOUNT_TRUST)
         assert user is not None
         is_vip = bool(user["is_vip"])
@@ -114,18 +135,22 @@ async def cast_vote(
     )
 
 
-_WITHDRAW = """
-WITH gone AS (
-    DELETE FROM votes WHERE video_id = $1 AND user_id = $2 RETURNING video_id
-), queued AS (
-    INSERT INTO score_queue (video_id) SELECT video_id FROM gone
-    ON CONFLICT (video_id) DO NOTHING
-)
-SELECT count(*) AS removed FROM gone
-"""
+_WITHDRAW = "DELETE FROM votes WHERE video_id = $1 AND user_id = $2"
 
 
 async def withdraw_vote(conn: asyncpg.Connection, *, video_id: str, user_id: str) -> bool:
-    """Delete the user's vote; False when there was none (a second delete finds nothing)."""
-    removed = await conn.fetchval(_WITHDRAW, video_id, user_id)
-    return bool(removed)
+    """Delete the user's vote and queue the video; False when there was none (a second delete
+    finds nothing, and then nothing is queued either)."""
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.execute(_HOLD_QUEUE, video_id)
+        removed = await conn.execute(_WITHDRAW, video_id, user_id) != "DELETE 0"
+    except BaseException:
+        await tx.rollback()
+        raise
+    if removed:
+        await tx.commit()
+    else:
+        await tx.rollback()
+    return removed

@@ -20,9 +20,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import anyio
-import asyncpg
 import structlog
-from redis.exceptions import RedisError
 
 from realtube_push.domain.channels import ChannelVideo, score_channel
 from realtube_push.domain.ids import entity_hash
@@ -33,6 +31,7 @@ from realtube_push.store import synclog
 from realtube_push.store.channels import ChannelForAggregation, ChannelWrite
 from realtube_push.store.synclog import LogEntry
 from realtube_push.workers import score
+from realtube_push.workers.transient import TRANSIENT_ERRORS
 
 log = structlog.get_logger("realtube.channels")
 
@@ -40,7 +39,6 @@ BATCH_SIZE: Final = 200
 # The queue is polled, not notified: a floor keeps a zero debounce from spinning the loop.
 MIN_POLL_SECONDS: Final = 0.2
 RETRY_SECONDS: Final = 1.0
-_TRANSIENT: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +183,7 @@ async def run(svc: Services) -> None:
                 log.info("channel_full_pass_queued", channels=queued)
             await drain(svc)
             svc.status.mark_run("channel_worker")
-        except _TRANSIENT:
+        except TRANSIENT_ERRORS:
             log.warning("channel_batch_failed", exc_info=True)
             await anyio.sleep(RETRY_SECONDS)
         await anyio.sleep(poll)

@@ -23,22 +23,20 @@ from typing import Any, Final
 
 import anyio
 import anyio.to_thread
-import asyncpg
 import msgpack
 import orjson
 import structlog
-from redis.exceptions import RedisError
 
 from realtube_push.domain.views import iso
 from realtube_push.services import Services
 from realtube_push.store import fullblob as blob_store
 from realtube_push.store import synclog
+from realtube_push.workers.transient import TRANSIENT_ERRORS
 
 log = structlog.get_logger("realtube.fullblob")
 
 GZIP_LEVEL: Final = 6
 RETRY_SECONDS: Final = 5.0
-_TRANSIENT: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +113,7 @@ async def run(svc: Services) -> None:
     while True:
         try:
             await rebuild(svc)
-        except _TRANSIENT:
+        except TRANSIENT_ERRORS:
             log.warning("full_blob_rebuild_failed", exc_info=True)
             await anyio.sleep(RETRY_SECONDS)
             continue

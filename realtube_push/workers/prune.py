@@ -12,17 +12,15 @@ from __future__ import annotations
 from typing import Final
 
 import anyio
-import asyncpg
 import structlog
-from redis.exceptions import RedisError
 
 from realtube_push.services import Services
 from realtube_push.store import synclog
+from realtube_push.workers.transient import TRANSIENT_ERRORS
 
 log = structlog.get_logger("realtube.prune")
 
 RETRY_SECONDS: Final = 5.0
-_TRANSIENT: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError)
 
 
 async def prune_once(svc: Services) -> int:
@@ -38,7 +36,7 @@ async def run(svc: Services) -> None:
     while True:
         try:
             removed = await prune_once(svc)
-        except _TRANSIENT:
+        except TRANSIENT_ERRORS:
             log.warning("prune_failed", exc_info=True)
             await anyio.sleep(RETRY_SECONDS)
             continue

@@ -26,10 +26,15 @@ from realtube_push.store import scores as score_store
 from realtube_push.store import synclog
 from realtube_push.store.scores import ScoreWrite, VideoForScoring
 from realtube_push.store.synclog import AppendedBatch, LogEntry
+from realtube_push.workers.transient import TRANSIENT_ERRORS
 
 log = structlog.get_logger("realtube.score")
 
 NOTIFY_CHANNEL = "rt_score_queue"
+# A connection lost mid-batch (a PostgreSQL restart or failover) surfaces not only as
+# PostgresError: asyncpg also raises InterfaceError (the transaction's exit on a closed
+# connection) and InternalClientError (the pool resetting the broken connection on release).
+# Retry on all of them rather than take the process, HTTP included, down.
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +155,7 @@ async def run(ctx: Services) -> None:
     while True:
         try:
             listener = await asyncpg.connect(ctx.database_url)
-        except (OSError, asyncpg.PostgresError):
+        except TRANSIENT_ERRORS:
             log.warning("score_listener_connect_failed", exc_info=True)
             await anyio.sleep(ctx.settings.score_poll_seconds)
             continue
@@ -164,10 +169,13 @@ async def run(ctx: Services) -> None:
                     await anyio.sleep(ctx.settings.score_debounce_ms / 1000)
                 try:
                     await drain(ctx)
-                except (OSError, asyncpg.PostgresError):
+                except TRANSIENT_ERRORS:
                     log.warning("score_batch_failed", exc_info=True)
                     await anyio.sleep(min(ctx.settings.score_poll_seconds, 1.0))
                 ctx.status.mark_run("score_worker")
+        except TRANSIENT_ERRORS:  # the listener's connection went away: reconnect
+            log.warning("score_listener_failed", exc_info=True)
+            await anyio.sleep(min(ctx.settings.score_poll_seconds, 1.0))
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await listener.close()

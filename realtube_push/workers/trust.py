@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from typing import Final
 
 import anyio
-import asyncpg
 import structlog
-from redis.exceptions import RedisError
 
 from realtube_push.domain.trust import (
     ACCURACY_WINDOW_DAYS,
@@ -28,12 +26,12 @@ from realtube_push.domain.trust import (
 from realtube_push.services import Services
 from realtube_push.store import users as user_store
 from realtube_push.store.users import TrustInputs, TrustWrite
+from realtube_push.workers.transient import TRANSIENT_ERRORS
 
 log = structlog.get_logger("realtube.trust")
 
 PAGE_SIZE: Final = 1_000
 RETRY_SECONDS: Final = 5.0
-_TRANSIENT: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError)
 
 
 def plan_page(users: Sequence[TrustInputs]) -> list[TrustWrite]:
@@ -78,7 +76,7 @@ async def run(svc: Services) -> None:
     while True:
         try:
             updated = await refresh(svc)
-        except _TRANSIENT:
+        except TRANSIENT_ERRORS:
             log.warning("trust_refresh_failed", exc_info=True)
             await anyio.sleep(RETRY_SECONDS)
             continue

@@ -37,7 +37,8 @@ async def seed_channel(
     """A channel row and its videos as (score, total_votes, {category: votes})."""
     async with svc.pool.acquire() as conn, conn.transaction():
         await conn.execute(
-            "INSERT INTO channels (channel_id, channel_hash, locked, score) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO channels (channel_id, channel_hash, locked, score)"
+            " VALUES ($1, $2, $3, $4)",
             channel_id,
             entity_hash(channel_id),
             locked,
@@ -187,9 +188,7 @@ async def test_no_auto_flag_below_score_80(svc: Services) -> None:
 
 
 async def test_locked_channel_keeps_its_score_and_never_auto_flags(svc: Services) -> None:
-    await seed_channel(
-        svc, "UClocked", [(90.0, 3, {"fully_ai": 3})] * 20, locked=True, score=12.5
-    )
+    await seed_channel(svc, "UClocked", [(90.0, 3, {"fully_ai": 3})] * 20, locked=True, score=12.5)
 
     await channel_worker.process_batch(svc)
 
@@ -288,7 +287,8 @@ async def test_concurrent_batches_never_share_a_channel_and_leave_no_seq_gap(
     async with svc.pool.acquire() as conn:
         ids = [f"UCc{i:04d}" for i in range(n)]
         await conn.execute(
-            "INSERT INTO channels (channel_id, channel_hash) SELECT * FROM unnest($1::text[], $2::text[])",
+            "INSERT INTO channels (channel_id, channel_hash)"
+            " SELECT * FROM unnest($1::text[], $2::text[])",
             ids,
             [entity_hash(c) for c in ids],
         )

@@ -13,7 +13,9 @@ from realtube_push.workers import trust
 pytestmark = pytest.mark.anyio
 
 
-async def add_user(svc: Services, user_id: str, *, age_days: int, trust_score: float = 0.25) -> None:
+async def add_user(
+    svc: Services, user_id: str, *, age_days: int, trust_score: float = 0.25
+) -> None:
     await svc.pool.execute(
         "INSERT INTO users (user_id, trust_score, first_seen)"
         " VALUES ($1, $2, now() - make_interval(hours => 24 * $3))",
@@ -23,7 +25,9 @@ async def add_user(svc: Services, user_id: str, *, age_days: int, trust_score: f
     )
 
 
-async def add_votes(svc: Services, user_id: str, *, count: int, score: float, days_ago: int) -> None:
+async def add_votes(
+    svc: Services, user_id: str, *, count: int, score: float, days_ago: int
+) -> None:
     """``count`` votes by the user, cast ``days_ago`` days ago, on new videos scoring ``score``."""
     async with svc.pool.acquire() as conn, conn.transaction():
         base = int(await conn.fetchval("SELECT count(*) FROM videos"))
@@ -37,7 +41,8 @@ async def add_votes(svc: Services, user_id: str, *, count: int, score: float, da
         )
         await conn.execute(
             "INSERT INTO votes (video_id, user_id, category, weight, cast_at)"
-            " SELECT unnest($1::text[]), $2, 'fully_ai', 0.5, now() - make_interval(hours => 24 * $3)",
+            " SELECT unnest($1::text[]), $2, 'fully_ai', 0.5,"
+            " now() - make_interval(hours => 24 * $3)",
             ids,
             user_id,
             days_ago,
@@ -113,7 +118,8 @@ async def test_refresh_visits_every_user_across_pages(services: Services) -> Non
 
 async def test_refresh_of_a_page_multiple_stops_cleanly(services: Services) -> None:
     await services.pool.execute(
-        "INSERT INTO users (user_id, trust_score) SELECT to_hex(g), 0.25 FROM generate_series(1, 20) g"
+        "INSERT INTO users (user_id, trust_score)"
+        " SELECT to_hex(g), 0.25 FROM generate_series(1, 20) g"
     )
 
     assert await trust.refresh(services, page_size=10) == 20
@@ -157,9 +163,7 @@ async def test_shadowban_returns_the_users_voted_videos(services: Services) -> N
     videos = await user_store.set_shadowban(services.pool, "ff", True)
 
     assert videos == ["v0", "v1", "v2"]
-    assert await services.pool.fetchval(
-        "SELECT is_shadowbanned FROM users WHERE user_id = 'ff'"
-    )
+    assert await services.pool.fetchval("SELECT is_shadowbanned FROM users WHERE user_id = 'ff'")
     assert await user_store.set_shadowban(services.pool, "ff", False) == videos
     assert await user_store.set_shadowban(services.pool, "nobody", True) == []
 

@@ -1,0 +1,127 @@
+"""/health/live, /health/ready and /metrics as operators and load balancers see them."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.support import ids, pg
+from tests.support.api import vote
+from tests.support.polling import eventually
+from tests.support.redis_server import own_redis
+from tests.support.shared import module_servers
+
+pytestmark = pytest.mark.anyio
+
+# The seed's metrics (realtube_push/observability.py), by the names dashboards query.
+SEED_METRICS = (
+    "realtube_http_requests_total",
+    "realtube_http_request_duration_seconds",
+    "realtube_votes_total",
+    "realtube_cache_requests_total",
+    "realtube_score_queue_depth",
+    "realtube_db_pool_connections",
+)
+
+
+@pytest.fixture(scope="module")
+def server(stack, template_database):
+    with module_servers(stack, template_database) as factory:
+        yield factory.start()
+
+
+@pytest.fixture
+async def client(server):
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        yield client
+
+
+async def test_live_says_ok(client):
+    r = await client.get("/health/live")
+
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+async def test_ready_is_healthy_with_each_dependency_checked(client):
+    r = await client.get("/health/ready")
+
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "healthy"
+    for dependency in ("database", "redis"):
+        assert body["checks"][dependency]["status"] == "up"
+        assert body["checks"][dependency]["latency_ms"] >= 0
+    assert body["uptime_seconds"] >= 0
+    assert body["version"]
+
+
+async def test_ready_reports_when_the_score_worker_last_ran(client):
+    async def worker_check() -> dict | None:
+        check = (await client.get("/health/ready")).json()["checks"]["score_worker"]
+        return check if check["status"] == "running" else None
+
+    check = await eventually(worker_check, what="score worker running")
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", check["last_run"])
+
+
+async def test_metrics_expose_the_seed_metrics_in_prometheus_text(client):
+    r = await client.get("/metrics")
+
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    for name in SEED_METRICS:
+        assert f"# TYPE {name} " in r.text, name
+
+
+async def test_metrics_count_applied_votes(client):
+    def applied(text: str) -> float:
+        match = re.search(r'^realtube_votes_total\{applied="true"\} (\S+)$', text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    before = applied((await client.get("/metrics")).text)
+    await vote(client, ids.video_id())
+    await vote(client, ids.video_id())
+
+    after = applied((await client.get("/metrics")).text)
+
+    assert after == before + 2
+
+
+@pytest.fixture
+def redis_of_our_own(tmp_path):
+    with own_redis(tmp_path) as redis:
+        yield redis
+
+
+async def test_ready_is_503_unhealthy_when_redis_is_down(servers, redis_of_our_own):
+    server = servers.start(REDIS_URL=redis_of_our_own.url)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.get("/health/ready")).status_code == 200
+        redis_of_our_own.stop()
+
+        r = await client.get("/health/ready")
+
+    assert r.status_code == 503
+    body = r.json()
+    assert body["status"] == "unhealthy"
+    assert body["checks"]["redis"]["status"] == "down"
+    assert body["checks"]["database"]["status"] == "up"
+
+
+async def test_ready_is_503_unhealthy_when_the_database_is_down(servers, stack, database_url):
+    server = servers.start()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.get("/health/ready")).status_code == 200
+        await pg.take_database_away(stack.admin_database_url, database_url)
+
+        r = await client.get("/health/ready")
+
+    assert r.status_code == 503
+    body = r.json()
+    assert body["status"] == "unhealthy"
+    assert body["checks"]["database"]["status"] == "down"
+    assert body["checks"]["redis"]["status"] == "up"

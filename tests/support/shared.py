@@ -1,0 +1,50 @@
+"""One database and one server shared by a whole test module.
+
+Most contract tests need nothing of their own but fresh ids, so a module pays for one server
+start instead of one per test. Tests that need their own settings or an empty database use
+the function-scoped ``servers`` fixture instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+
+import anyio
+import asyncpg
+
+from tests.support.databases import Stack, database_url_for
+from tests.support.servers import ServerFactory
+
+
+async def _admin(admin_url: str, statement: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def module_database(stack: Stack, template: str) -> Iterator[str]:
+    """A fresh migrated database (copied from ``template``), dropped on exit."""
+    name = f"rt_m_{secrets.token_hex(6)}"
+    anyio.run(_admin, stack.admin_database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield database_url_for(stack.admin_database_url, name)
+    finally:
+        anyio.run(
+            _admin, stack.admin_database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        )
+
+
+@contextlib.contextmanager
+def module_servers(stack: Stack, template: str) -> Iterator[ServerFactory]:
+    """A server factory on a database of the module's own; stops its servers on exit."""
+    with module_database(stack, template) as url:
+        factory = ServerFactory(database_url=url, redis_url=stack.redis_url)
+        try:
+            yield factory
+        finally:
+            factory.stop_all()
