@@ -54,22 +54,41 @@ class Hub:
         self.epoch, self.seq = epoch, seq
 
     def admit(self, client_ip: str) -> bool:
-        """Whether another connection from ``client_ip`` fits the per-IP cap."""
+        """Whether another connection from ``client_ip`` fits the per-IP cap (a check only)."""
         return self.accepting and self._per_ip[client_ip] < self.max_per_ip
+
+    def reserve(self, client_ip: str) -> bool:
+        """Take one of ``client_ip``'s connection slots at the handshake, if one is free.
+
+        A connection counts from its handshake, not from its session's registration: else a
+        burst of handshakes (or WebSockets that never send their hello) all pass ``admit``
+        before any registers. Every True must be matched by exactly one ``release``; the
+        session is then created with ``slot_reserved`` so it does not count twice.
+        """
+        if not self.admit(client_ip):
+            return False
+        self._per_ip[client_ip] += 1
+        return True
+
+    def release(self, client_ip: str) -> None:
+        """Give back a slot taken by ``reserve``."""
+        self._per_ip[client_ip] -= 1
+        if self._per_ip[client_ip] <= 0:
+            del self._per_ip[client_ip]
 
     def register(self, session: Session) -> tuple[str, int]:
         """Add a session; returns the position after which the hub will feed it."""
         self.sessions.add(session)
-        self._per_ip[session.client_ip] += 1
+        if not session.slot_reserved:
+            self._per_ip[session.client_ip] += 1
         return self.epoch, self.seq
 
     def unregister(self, session: Session) -> None:
         """Remove a session (idempotent)."""
         if session in self.sessions:
             self.sessions.discard(session)
-            self._per_ip[session.client_ip] -= 1
-            if self._per_ip[session.client_ip] <= 0:
-                del self._per_ip[session.client_ip]
+            if not session.slot_reserved:
+                self.release(session.client_ip)
             if not self.sessions:
                 self._emptied.set()
 

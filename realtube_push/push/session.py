@@ -68,11 +68,13 @@ class Session:
         subscription: Subscription,
         client_ip: str,
         limits: SessionLimits,
+        slot_reserved: bool = False,
     ) -> None:
         self.transport = transport
         self.codec = codec
         self.subscription = subscription
         self.client_ip = client_ip
+        self.slot_reserved = slot_reserved  # its per-IP slot is held by the transport
         self.limits = limits
         self.stats = SessionStats()
         self.epoch = ""
@@ -85,6 +87,11 @@ class Session:
         self._last_ping = time.monotonic()
         self._last_sent = time.monotonic()
         self.resync_reason: str | None = None
+
+    @property
+    def queued_frames(self) -> int:
+        """Frames waiting to be written (bounded by ``max_queued_frames``)."""
+        return len(self._queue)
 
     @property
     def closing(self) -> bool:
@@ -104,7 +111,10 @@ class Session:
             frame = _trim(frame, self.offered_to)
         self.offered_to = frame.last
         if frame.size == 0:
-            return  # only moves the cursor: flushed as an empty frame when idle
+            # only moves the cursor: flushed as an empty frame when idle. Wake the writer all
+            # the same, or it sleeps until the next heartbeat before arming that flush.
+            self._wake.set()
+            return
         self._queue.append(frame)
         if len(self._queue) > self.limits.max_queued_frames:
             merged, superseded = conflate(list(self._queue))
@@ -147,6 +157,11 @@ class Session:
             if self._final is not None:
                 frame, code = self._final
                 return Outgoing(protocol.encode(frame, self.codec), close_code=code)
+            # heartbeats go out even under a sustained backlog, or a client that only
+            # answers pings would be closed as idle
+            if now - self._last_ping >= self.limits.heartbeat_seconds:
+                self._last_ping = now
+                return Outgoing(protocol.encode(protocol.ping(int(time.time())), self.codec))
             if self._queue:
                 head = self._queue[0]
                 if head.first > self.sent_to + 1:
@@ -156,9 +171,6 @@ class Session:
                 now - self._last_sent >= self.limits.empty_flush_seconds
             ):
                 return self._sent(empty_frame(self.epoch, self.sent_to + 1, self.offered_to))
-            if now - self._last_ping >= self.limits.heartbeat_seconds:
-                self._last_ping = now
-                return Outgoing(protocol.encode(protocol.ping(int(time.time())), self.codec))
             wait = self.limits.heartbeat_seconds - (now - self._last_ping)
             if self.offered_to > self.sent_to:
                 wait = min(wait, self.limits.empty_flush_seconds - (now - self._last_sent))

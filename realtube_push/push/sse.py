@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from quart import Blueprint, Response, request
 
@@ -59,10 +59,20 @@ async def live_sse() -> Response:
     if refusal is not None:
         return refusal
     session = new_session(
-        svc, transport="sse", codec=Codec.SSE, subscription=hello.subscription, client_ip=ip
+        svc,
+        transport="sse",
+        codec=Codec.SSE,
+        subscription=hello.subscription,
+        client_ip=ip,
+        slot_reserved=True,
     )
+    # The stream owns the slot refuse() took. Start it here, with no await in between: from
+    # its first step on, its ``finally`` gives the slot back, even if Quart never iterates the
+    # body (a started generator is closed when dropped; an unstarted one would just vanish).
+    stream = _stream(svc, session, hello)
+    first = await anext(stream)
     response = Response(
-        _stream(svc, session, hello),
+        _continue(first, stream),
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -70,9 +80,19 @@ async def live_sse() -> Response:
     return response
 
 
-async def _stream(svc: Services, session: Session, hello: Hello) -> AsyncIterator[bytes]:
+async def _continue(first: bytes, stream: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """The started stream as a response body: its first chunk, then the rest."""
     try:
-        # registering here, not in the handler, ties the session's life to the stream's
+        yield first
+        async for chunk in stream:
+            yield chunk
+    finally:
+        await stream.aclose()
+
+
+async def _stream(svc: Services, session: Session, hello: Hello) -> AsyncGenerator[bytes, None]:
+    try:
+        # registering inside the stream (started by the handler) ties the session's life to it
         start = await resume.begin(svc, session, hello)
         yield f"retry: {RETRY_MS}\n\n".encode()
         if start.welcome is not None:
@@ -92,3 +112,4 @@ async def _stream(svc: Services, session: Session, hello: Hello) -> AsyncIterato
                 return
     finally:
         record_end(svc, session)
+        svc.hub.release(session.client_ip)

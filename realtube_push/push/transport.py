@@ -12,28 +12,42 @@ from realtube_push.services import Services
 
 
 def refuse(svc: Services, origin: str | None, client_ip: str) -> Response | None:
-    """The HTTP refusal for a connection that may not open, or None."""
+    """The HTTP refusal for a connection that may not open, or None.
+
+    None means admitted: the caller now holds one of the address's connection slots
+    (``Hub.reserve``) and must ``svc.hub.release(client_ip)`` when the connection ends.
+    """
     if not origin_allowed(origin, svc.settings.cors_origins):
         return error_response(403, "UNAUTHORIZED", "Origin not allowed")
-    if not svc.hub.admit(client_ip):
+    if not svc.hub.reserve(client_ip):
         if not svc.hub.accepting:
             return error_response(503, "INTERNAL_ERROR", "Instance is shutting down")
-        return error_response(
+        response = error_response(
             429, "RATE_LIMITED", "Too many live connections from this address", retry_after=30
         )
+        response.headers["Retry-After"] = "30"
+        return response
     return None
 
 
 def new_session(
-    svc: Services, *, transport: str, codec: Codec, subscription: Subscription, client_ip: str
+    svc: Services,
+    *,
+    transport: str,
+    codec: Codec,
+    subscription: Subscription,
+    client_ip: str,
+    slot_reserved: bool = False,
 ) -> Session:
-    """A session with this process's limits."""
+    """A session with this process's limits (``slot_reserved``: its connection holds a slot
+    taken by ``refuse``, so registering does not count it again)."""
     s = svc.settings
     return Session(
         transport=transport,
         codec=codec,
         subscription=subscription,
         client_ip=client_ip,
+        slot_reserved=slot_reserved,
         limits=SessionLimits(
             max_queued_frames=s.live_max_queued_frames,
             max_pending_deltas=s.live_max_pending_deltas,

@@ -29,6 +29,14 @@ async def live_ws() -> Response | None:
     refusal = refuse(svc, websocket.headers.get("Origin"), ip)
     if refusal is not None:
         return refusal
+    try:
+        await _serve(svc, ip)
+    finally:
+        svc.hub.release(ip)  # the slot refuse() took, whatever became of the connection
+    return None
+
+
+async def _serve(svc: Services, ip: str) -> None:
     requested = websocket.requested_subprotocols
     if protocol.JSON_SUBPROTOCOL in requested and protocol.MSGPACK_SUBPROTOCOL not in requested:
         codec, chosen = Codec.JSON, protocol.JSON_SUBPROTOCOL
@@ -45,19 +53,27 @@ async def live_ws() -> Response | None:
         )
     except TimeoutError:
         await _fail(codec, ProtocolError("HELLO_REQUIRED", "no hello within the timeout"))
-        return None
+        return
     except ProtocolError as exc:
         await _fail(codec, exc)
-        return None
+        return
     session = new_session(
-        svc, transport="ws", codec=codec, subscription=hello.subscription, client_ip=ip
+        svc,
+        transport="ws",
+        codec=codec,
+        subscription=hello.subscription,
+        client_ip=ip,
+        slot_reserved=True,
     )
+    timeout = settings.live_send_timeout_seconds
     try:
         start = await resume.begin(svc, session, hello)
         if start.welcome is not None:
-            await websocket.send(protocol.encode(start.welcome, codec))
+            if not await _send(protocol.encode(start.welcome, codec), timeout):
+                return
             async for frame in resume.replay(svc, session, start):
-                await websocket.send(frame.encoded(codec))
+                if not await _send(frame.encoded(codec), timeout):
+                    return
                 record_sent(svc, session, frame.size, None, time.time())
         async with anyio.create_task_group() as tg:
             tg.start_soon(_read, svc, session)
@@ -68,7 +84,6 @@ async def live_ws() -> Response | None:
         await _write(svc, session)
     finally:
         record_end(svc, session)
-    return None
 
 
 async def _fail(codec: Codec, exc: ProtocolError) -> None:
@@ -102,15 +117,30 @@ async def _read(svc: Services, session: Session) -> None:
             return
 
 
+async def _send(data: bytes | str, give_up_after: float) -> bool:
+    """Send one message; False when the client stopped reading.
+
+    A client that stops reading blocks the send once the socket buffers fill. Its session
+    then ends (a quiet return, not an error: it is the client's doing); what was written stays
+    in bounded buffers until the connection goes.
+    """
+    with anyio.move_on_after(give_up_after) as send:
+        await websocket.send(data)
+    if send.cancelled_caught:
+        log.info("ws_client_stalled", waited_seconds=give_up_after)
+        return False
+    return True
+
+
 async def _write(svc: Services, session: Session) -> None:
     timeout = svc.settings.live_send_timeout_seconds
     while True:
         out = await session.next_outgoing()
-        # A client that stops reading blocks the send once the socket buffers fill: give up.
-        with anyio.fail_after(timeout):
-            await websocket.send(out.data)
+        if not await _send(out.data, timeout):
+            return
         if out.frame is not None:
             record_sent(svc, session, out.frame.size, out.frame.published_at, time.time())
         if out.close_code is not None:
-            await websocket.close(out.close_code)
+            with anyio.move_on_after(timeout):
+                await websocket.close(out.close_code)
             return
