@@ -37,6 +37,8 @@ RUN groupadd --system --gid 10001 realtube \
     && chown realtube:realtube /data/exports
 COPY --from=build /opt/realtube /opt/realtube
 COPY migrations /app/migrations
+COPY clients/js /app/clients/js
+COPY static_admin /app/static_admin
 ENV PATH=/opt/realtube/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -44,6 +46,7 @@ ENV PATH=/opt/realtube/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8080 \
     MIGRATIONS_DIR=/app/migrations \
+    STATIC_ROOT=/app \
     EXPORT_DIR=/data/exports
 WORKDIR /app
 USER 10001:10001

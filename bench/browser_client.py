@@ -11,8 +11,9 @@ full-syncs them into IndexedDB. Then, in the page:
 - deltas: ``client.applyFrame(frame)`` of a frame with 1,000 video updates (one IndexedDB
   transaction, cursor included), 10 times per round;
 - memory: the page's JS heap (CDP ``Performance.getMetrics`` ``JSHeapUsedSize``, after a forced
-  GC) before the client starts and with the full cache loaded, and the IndexedDB footprint
-  (``navigator.storage.estimate()``);
+  GC) before the client starts and with the full cache loaded, its peak during the full sync
+  (``performance.memory`` sampled every 10 ms, with ``--enable-precise-memory-info``), and the
+  IndexedDB footprint (``navigator.storage.estimate()``);
 - full sync: wall time of ``start()`` (download, parse and store of the whole dataset).
 
 Each figure is the median over rounds (of the per-round medians); the file names the machine.
@@ -39,6 +40,7 @@ from pathlib import Path
 import asyncpg
 
 REPO = Path(__file__).resolve().parents[1]
+LOAD_AT_START = os.getloadavg()[0]
 sys.path.insert(0, str(REPO))
 
 from realtube_push.store import db  # noqa: E402
@@ -75,9 +77,15 @@ START_JS = """async (opts) => {
   const { RealTubeLive } = await import('/client/realtube-live.js');
   const client = new RealTubeLive(opts);
   window.client = client;
+  let peak = performance.memory.usedJSHeapSize;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, performance.memory.usedJSHeapSize);
+  }, 10);
   const t0 = performance.now();
   await client.start();
-  return { ms: performance.now() - t0, counts: await client.counts() };
+  const ms = performance.now() - t0;
+  clearInterval(sampler);
+  return { ms, peak, counts: await client.counts() };
 }"""
 
 LOOKUP_JS = """async ([known, runs]) => {
@@ -190,6 +198,7 @@ def one_round(browser: object, url: str, known: list[str]) -> dict[str, object]:
             "channels": started["counts"]["channels"],
             "heap_before": heap_before,
             "heap_after": heap_after,
+            "heap_peak": started["peak"],
             "idb_bytes": storage,
             "lookup_ms": statistics.median(lookups),
             "lookup_p95_ms": sorted(lookups)[int(len(lookups) * 0.95) - 1],
@@ -227,7 +236,9 @@ def report(rounds: list[dict[str, object]], videos: int, channels: int) -> str:
         f"{len(rounds)} rounds (each round's",
         "lookup and delta figures are themselves medians of 50 and 10 runs).",
         "",
-        f"Machine: {os.cpu_count()} cores, {platform.machine()}, {chromium_version()}, headless.",
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, {chromium_version()}, headless;"
+        f" load average {LOAD_AT_START:.1f} when the run started (server, database and browser",
+        "share the cores).",
         "",
         "| what | result | target |",
         "|---|---|---|",
@@ -240,6 +251,8 @@ def report(rounds: list[dict[str, object]], videos: int, channels: int) -> str:
         f"| JS heap with the {videos:,}-video cache loaded (after GC) | "
         f"{med('heap_after') / mib:.1f} MiB ({heap_growth / mib:+.1f} MiB over the page "
         f"before start, {med('heap_before') / mib:.1f} MiB) | |",
+        f"| JS heap peak during that full sync (`performance.memory`, sampled every 10 ms) | "
+        f"{med('heap_peak') / mib:.1f} MiB | |",
         f"| IndexedDB footprint of that cache (`navigator.storage.estimate`) | "
         f"{med('idb_bytes') / mib:.1f} MiB | |",
         "",
@@ -276,7 +289,9 @@ def main() -> int:
             rounds = []
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
-                    executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+                    executable_path=str(CHROMIUM),
+                    headless=True,
+                    args=[*CHROMIUM_ARGS, "--enable-precise-memory-info"],
                 )
                 try:
                     for n in range(args.rounds):

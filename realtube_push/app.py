@@ -23,11 +23,13 @@ from quart_schema import Info, QuartSchema
 
 from realtube_push import __version__
 from realtube_push.api import (
+    admin,
     channels,
     cors,
     errors,
     export,
     health,
+    json,
     static_files,
     stats,
     sync,
@@ -37,6 +39,7 @@ from realtube_push.api import (
 )
 from realtube_push.api.context import ip_hash
 from realtube_push.config import Settings
+from realtube_push.push import admin as live_admin
 from realtube_push.push import sse, ws
 from realtube_push.push.bus import BusSubscriber
 from realtube_push.ratelimit import Verdict
@@ -57,6 +60,8 @@ BLUEPRINTS = (
     export.blueprint,
     ws.blueprint,
     sse.blueprint,
+    admin.blueprint,
+    live_admin.blueprint,
     static_files.blueprint,
 )
 
@@ -82,6 +87,7 @@ def create_app(svc: Services) -> Quart:
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
+    json.install(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     errors.register(app)
@@ -138,6 +144,7 @@ async def run(
     *,
     serve_http: bool = True,
     on_ready: Callable[[Services], None] | None = None,
+    listen_fd: int | None = None,
 ) -> None:
     """Run the service (HTTP and/or workers) until SIGTERM or SIGINT, then shut down cleanly."""
     async with open_services(settings) as svc:
@@ -150,12 +157,13 @@ async def run(
             if serve_http:
                 tg.start_soon(svc.hub.run)
                 tg.start_soon(BusSubscriber(svc, svc.hub).run)
+                tg.start_soon(live_admin.publish_stats, svc)
             if on_ready is not None:
                 on_ready(svc)
             if serve_http:
                 await serve(
                     create_app(svc),
-                    _hypercorn_config(settings),
+                    _hypercorn_config(settings, listen_fd),
                     shutdown_trigger=partial(_live_clients_leave, svc, stop),
                 )
             else:
@@ -163,8 +171,11 @@ async def run(
             log.info("shutting_down", instance=settings.instance_id)
             if settings.run_workers:
                 with anyio.move_on_after(settings.shutdown_grace_seconds, shield=True):
-                    flushed = await score.drain(svc)
-                    log.info("score_queue_flushed", videos=flushed)
+                    try:
+                        flushed = await score.drain(svc)
+                        log.info("score_queue_flushed", videos=flushed)
+                    except score.TRANSIENT_ERRORS:  # the queue is durable: a later worker drains it
+                        log.warning("score_queue_flush_failed", exc_info=True)
             tg.cancel_scope.cancel()
     log.info("stopped", instance=settings.instance_id)
 
@@ -186,9 +197,13 @@ async def _watch_signals(stop: anyio.Event) -> None:
             return
 
 
-def _hypercorn_config(settings: Settings) -> HypercornConfig:
+def _hypercorn_config(settings: Settings, listen_fd: int | None) -> HypercornConfig:
     config = HypercornConfig()
-    config.bind = [f"{settings.host}:{settings.port}"]
+    # a supervisor (WEB_CONCURRENCY > 1) hands down a socket it bound for all its children
+    config.bind = [
+        f"fd://{listen_fd}" if listen_fd is not None else f"{settings.host}:{settings.port}"
+    ]
+    config.backlog = 2048
     config.graceful_timeout = settings.shutdown_grace_seconds
     config.accesslog = None
     config.errorlog = "-"

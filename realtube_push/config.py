@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     # The migration .sql files; unset means the source tree's migrations/ (dev, tests). An
     # installed package (the container image) has no source tree, so it must say where they are.
     migrations_dir: Path | None = None
+    # directory holding clients/js and static_admin (default: the source tree)
+    static_root: Path | None = None
 
     # Public database export (`realtube-push export`, GET /api/database/export).
     export_dir: Path = Path(".realtube/exports")

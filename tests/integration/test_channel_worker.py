@@ -271,7 +271,9 @@ async def test_get_channel_of_unknown_id_is_none(svc: Services) -> None:
 
 
 async def test_changed_channel_cache_key_is_dropped_and_delta_published(svc: Services) -> None:
-    await svc.cache.put_channel("UCcache", {"stale": True})
+    key = svc.keys.channel("UCcache")
+    await svc.cache.fill(key, {"stale": True}, 60, await svc.cache.lookup(key))
+    assert await svc.redis.get(key) is not None
     await seed_channel(svc, "UCcache", [(80.0, 3, {"fully_ai": 3})] * 3)
 
     await channel_worker.process_batch(svc)

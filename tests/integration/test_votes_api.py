@@ -59,11 +59,17 @@ async def test_older_queued_vote_is_acknowledged_but_not_applied(server, databas
     now = datetime.now(UTC)
     async with httpx.AsyncClient(base_url=server.url) as client:
         newer = await vote(
-            client, videoId=video, category="ai_visuals", userId=user,
+            client,
+            videoId=video,
+            category="ai_visuals",
+            userId=user,
             timestamp=(now - timedelta(minutes=1)).isoformat(),
         )
         older = await vote(
-            client, videoId=video, category="fully_ai", userId=user,
+            client,
+            videoId=video,
+            category="fully_ai",
+            userId=user,
             timestamp=int((now - timedelta(hours=2)).timestamp() * 1000),
         )
     assert newer.json()["applied"] is True
@@ -83,8 +89,9 @@ async def test_cast_time_far_in_the_future_counts_as_now(server, database_url):
     video, user = ids.video_id(), ids.user_id()
     future = datetime.now(UTC) + timedelta(days=3)
     async with httpx.AsyncClient(base_url=server.url) as client:
-        await vote(client, videoId=video, category="fully_ai", userId=user,
-                   timestamp=future.isoformat())
+        await vote(
+            client, videoId=video, category="fully_ai", userId=user, timestamp=future.isoformat()
+        )
         # cast "now" a little later: must win, which it could not if the future time had stuck
         later = await vote(client, videoId=video, category="ai_assisted", userId=user)
     assert later.json()["applied"] is True
@@ -107,16 +114,26 @@ async def test_cast_time_far_in_the_future_counts_as_now(server, database_url):
         ({"videoId": "abc", "category": "deepfake", "userId": "ab"}, "INVALID_CATEGORY"),
         ({"videoId": "abc", "category": 3, "userId": "ab"}, "INVALID_CATEGORY"),
         ({"videoId": 123, "category": "fully_ai", "userId": "ab"}, "INVALID_FIELD"),
-        ({"videoId": "abc", "category": "fully_ai", "userId": "ab", "admin": True},
-         "INVALID_FIELD"),
-        ({"videoId": "abc", "category": "fully_ai", "userId": "ab", "timestamp": "yesterday"},
-         "INVALID_FIELD"),
-        ({"videoId": "abc", "category": "fully_ai", "userId": "ab", "timestamp": True},
-         "INVALID_FIELD"),
-        ({"videoId": "abc", "category": "fully_ai", "userId": "ab", "channelId": "x y"},
-         "INVALID_FIELD"),
-        ({"videoId": "abc'; DROP TABLE votes;--", "category": "fully_ai", "userId": "ab"},
-         "INVALID_FIELD"),
+        (
+            {"videoId": "abc", "category": "fully_ai", "userId": "ab", "admin": True},
+            "INVALID_FIELD",
+        ),
+        (
+            {"videoId": "abc", "category": "fully_ai", "userId": "ab", "timestamp": "yesterday"},
+            "INVALID_FIELD",
+        ),
+        (
+            {"videoId": "abc", "category": "fully_ai", "userId": "ab", "timestamp": True},
+            "INVALID_FIELD",
+        ),
+        (
+            {"videoId": "abc", "category": "fully_ai", "userId": "ab", "channelId": "x y"},
+            "INVALID_FIELD",
+        ),
+        (
+            {"videoId": "abc'; DROP TABLE votes;--", "category": "fully_ai", "userId": "ab"},
+            "INVALID_FIELD",
+        ),
     ],
 )
 async def test_bad_vote_is_a_400_in_the_error_format_and_writes_nothing(
@@ -162,8 +179,13 @@ async def test_huge_body_is_413_payload_too_large(server, database_url):
 async def test_user_agent_is_trimmed_and_cut_to_128_chars(server, database_url):
     video = ids.video_id()
     async with httpx.AsyncClient(base_url=server.url) as client:
-        r = await vote(client, videoId=video, category="fully_ai", userId=ids.user_id(),
-                       userAgent="  " + "ä" * 300 + "  ")
+        r = await vote(
+            client,
+            videoId=video,
+            category="fully_ai",
+            userId=ids.user_id(),
+            userAgent="  " + "ä" * 300 + "  ",
+        )
     assert r.status_code == 200
     conn = await asyncpg.connect(database_url)
     try:
@@ -177,7 +199,9 @@ async def test_delete_removes_the_vote_and_a_second_delete_is_404(server, databa
     video, user = ids.video_id(), ids.user_id()
     async with httpx.AsyncClient(base_url=server.url) as client:
         await vote(client, videoId=video, category="fully_ai", userId=user)
-        first = await client.request("DELETE", "/api/votes", json={"videoId": video, "userId": user})
+        first = await client.request(
+            "DELETE", "/api/votes", json={"videoId": video, "userId": user}
+        )
         second = await client.request(
             "DELETE", "/api/votes", json={"videoId": video, "userId": user}
         )

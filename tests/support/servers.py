@@ -67,9 +67,20 @@ class ServerFactory:
     namespace: str = field(default_factory=lambda: f"s{os.urandom(4).hex()}")
     started: list[Server] = field(default_factory=list)
 
-    def start(self, *, command: str = "serve", wait_ready: bool = True, **env: str) -> Server:
-        """Start one process; ``env`` overrides settings (e.g. ``RATE_LIMITS_ENABLED="false"``)."""
-        port = free_port()
+    def start(
+        self,
+        *,
+        command: str = "serve",
+        wait_ready: bool = True,
+        port: int | None = None,
+        **env: str,
+    ) -> Server:
+        """Start one process; ``env`` overrides settings (e.g. ``RATE_LIMITS_ENABLED="false"``).
+
+        ``port`` reuses a port (a restart of a stopped server at the same address, as clients
+        that remember it see it); by default a free one is picked.
+        """
+        port = free_port() if port is None else port
         full_env = {
             **os.environ,
             "DATABASE_URL": self.database_url,

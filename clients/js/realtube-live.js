@@ -1,0 +1,1331 @@
+/**
+ * RealTube live client: the extension's local cache of flagged videos and channels, kept in
+ * sync with the server (docs/protocol.md), plus an offline-safe vote queue.
+ *
+ * One ES module, no build step; its only dependency is the vendored MessagePack codec next to
+ * it (vendor/msgpack-3.1.3.mjs). Works in a page and in an extension's background service
+ * worker (it never touches `window` or `document`, and speaks SSE over `fetch`, which service
+ * workers have, instead of `EventSource`, which they lack).
+ *
+ * What it promises:
+ * - IndexedDB holds the server's synced dataset as of one cursor `(epoch, seq)`: store
+ *   `flagged_videos` (keyed by videoId), `flagged_channels` (keyed by channelId) and the
+ *   cursor (store `sync_state`). A batch of deltas and the cursor it leads to are written in
+ *   one transaction, so a crash never leaves data and cursor disagreeing.
+ * - First run (no cursor) and every `fullSyncIntervalMs` (24 h): full sync. Otherwise it
+ *   resumes from the stored cursor: the server replays what was missed, so a reload costs no
+ *   full download.
+ * - Live: WebSocket (MessagePack frames) first, SSE second, REST polling last (a delta poll
+ *   every `deltaIntervalMs`, 30 min, while neither live transport works). Reconnects use
+ *   exponential backoff with full jitter; a `resync` answer triggers a full sync.
+ * - Deltas are applied in seq order, exactly once: a frame (or the part of it) at or below the
+ *   cursor is skipped, a frame that would leave a hole makes the client reconnect from its
+ *   cursor instead.
+ * - Votes are written to `pending_votes` (with their cast time) before they are sent, and
+ *   deleted only once the server answered; while the server is unreachable they wait there
+ *   and are sent when it is back. The server keeps the vote with the latest cast time, so an
+ *   old queued vote never overrides a newer one cast elsewhere.
+ * - Cache misses can be looked up by hash prefix (`GET /api/videos/{prefix}`): ids are hashed
+ *   with WebCrypto SHA-256, misses arriving within `lookupBatchMs` are grouped by prefix (one
+ *   request answers every id sharing it) and the answer is filtered locally, so the server
+ *   learns a prefix, never the video.
+ *
+ * @module realtube-live
+ */
+
+import { decode, encode } from './vendor/msgpack-3.1.3.mjs';
+
+/** Protocol version spoken by this client. */
+export const PROTOCOL_VERSION = 1;
+/** WebSocket subprotocol for binary MessagePack frames. */
+export const MSGPACK_SUBPROTOCOL = 'realtube.v1.msgpack';
+/** IndexedDB object store names. */
+export const STORES = Object.freeze({
+  videos: 'flagged_videos',
+  channels: 'flagged_channels',
+  votes: 'pending_votes',
+  state: 'sync_state',
+});
+
+const STATE_KEY = 'cursor';
+/** A live session that lasted this long resets the reconnect backoff. */
+const STABLE_SESSION_MS = 10_000;
+const DB_VERSION = 1;
+
+/**
+ * @typedef {object} Options
+ * @property {string} [baseUrl] Server origin, e.g. `https://api.realtube.example`
+ *   (default: the current origin).
+ * @property {string} [userId] The extension's user id (64 lowercase hex chars, see
+ *   {@link deriveUserId}); required to vote, and sent as `X-User-ID` on sync requests.
+ * @property {string} [dbName] IndexedDB database name (default `realtube-live`).
+ * @property {Array<'ws'|'sse'|'poll'>} [transports] Allowed transports, tried in the order
+ *   ws, sse, poll (default all three).
+ * @property {string[]|null} [buckets] Hash-prefix buckets (1-4 hex chars) to subscribe to;
+ *   null (default) = everything.
+ * @property {number} [fullSyncIntervalMs] Full sync period (default 24 h).
+ * @property {number} [deltaIntervalMs] Delta poll period while live is down (default 30 min).
+ * @property {number} [backoffInitialMs] First reconnect delay cap (default 500 ms).
+ * @property {number} [backoffMaxMs] Largest reconnect delay cap (default 60 s).
+ * @property {number} [upgradeIntervalMs] While on SSE, retry WebSocket this often
+ *   (default 5 min).
+ * @property {number} [connectTimeoutMs] A live transport that gives no `welcome` within this
+ *   counts as failed (default 10 s).
+ * @property {number} [lookupBatchMs] Window in which cache-miss lookups are grouped
+ *   (default 20 ms).
+ * @property {number} [prefixLength] Hash-prefix length of lookups, 4-8 (default 4: the
+ *   most privacy and the most ids per request).
+ * @property {number} [lookupTtlMs] How long a prefix answer is reused (default 5 min).
+ * @property {number} [staleAfterMs] With `remote: 'auto'`, misses are looked up remotely only
+ *   while the local data is older than this and live is down (default = deltaIntervalMs).
+ */
+
+/**
+ * @typedef {object} VideoEntry
+ * @property {string} videoId
+ * @property {number} score 0-100
+ * @property {Object<string, {votes: number, weightedScore: number}>} categories
+ * @property {string|null} channelId
+ * @property {boolean} locked
+ * @property {number} totalVotes
+ * @property {string} lastUpdated RFC 3339
+ */
+
+/**
+ * @typedef {object} ChannelEntry
+ * @property {string} channelId
+ * @property {number} score
+ * @property {boolean} autoFlag New videos of this channel start flagged.
+ * @property {boolean} locked
+ * @property {number} totalVideos
+ * @property {number} flaggedVideos
+ * @property {string[]} topCategories
+ * @property {string} lastUpdated
+ */
+
+/**
+ * @typedef {object} SyncState
+ * @property {string|null} epoch Log the cursor belongs to (null before the first full sync).
+ * @property {number} seq Last applied seq.
+ * @property {number} fullSyncAt Epoch ms of the last full sync.
+ * @property {number} syncedAt Epoch ms when the data was last known current.
+ * @property {string|null} etag ETag of the last full-sync document.
+ */
+
+/**
+ * @typedef {object} PendingVote
+ * @property {string} videoId
+ * @property {string} category
+ * @property {number} timestamp Cast time, epoch ms (sent as `timestamp`).
+ * @property {string} [channelId]
+ */
+
+const DEFAULTS = Object.freeze({
+  dbName: 'realtube-live',
+  transports: ['ws', 'sse', 'poll'],
+  buckets: null,
+  fullSyncIntervalMs: 24 * 60 * 60 * 1000,
+  deltaIntervalMs: 30 * 60 * 1000,
+  backoffInitialMs: 500,
+  backoffMaxMs: 60 * 1000,
+  upgradeIntervalMs: 5 * 60 * 1000,
+  connectTimeoutMs: 10 * 1000,
+  lookupBatchMs: 20,
+  prefixLength: 4,
+  lookupTtlMs: 5 * 60 * 1000,
+});
+
+/** An HTTP answer other than 2xx/304. */
+export class HttpError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code Contract error code (`RATE_LIMITED`, ...) or `HTTP_<status>`.
+   * @param {string} message
+   * @param {number|null} retryAfter Seconds, from `Retry-After`.
+   */
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.name = 'HttpError';
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** The server said the cursor cannot be served: a full sync is needed. */
+class ResyncNeeded extends Error {}
+/** A frame starts after the cursor: reconnect from the cursor so the server fills the hole. */
+class GapError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+/**
+ * Lowercase hex SHA-256 of a string (WebCrypto).
+ * @param {string} text
+ * @returns {Promise<string>}
+ */
+export async function sha256Hex(text) {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
+  let hex = '';
+  for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, '0');
+  return hex;
+}
+
+/**
+ * The user id the API expects from an extension: SHA-256 of its local UUID, iterated
+ * (`h = uuid; repeat: h = sha256hex(h)`), 5000 rounds by default.
+ * @param {string} localUuid A random UUID the extension stores once.
+ * @param {number} [rounds]
+ * @returns {Promise<string>} 64 lowercase hex chars.
+ */
+export async function deriveUserId(localUuid, rounds = 5000) {
+  let value = localUuid;
+  for (let i = 0; i < rounds; i += 1) value = await sha256Hex(value);
+  return value;
+}
+
+/**
+ * Full-jitter exponential backoff: a random delay in [0, min(max, initial * 2^attempt)].
+ * @param {number} attempt 0 for the first retry.
+ * @param {number} initialMs
+ * @param {number} maxMs
+ * @returns {number}
+ */
+export function backoffDelay(attempt, initialMs, maxMs) {
+  const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+  return Math.random() * cap;
+}
+
+/** @param {IDBRequest} request @returns {Promise<any>} */
+function requestDone(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+/** @param {IDBTransaction} tx @returns {Promise<void>} */
+function transactionDone(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new DOMException('transaction aborted', 'AbortError'));
+  });
+}
+
+/**
+ * Open (creating or upgrading) the client's database.
+ * @param {string} name
+ * @returns {Promise<IDBDatabase>}
+ */
+export function openDatabase(name) {
+  const request = indexedDB.open(name, DB_VERSION);
+  request.onupgradeneeded = () => {
+    const db = request.result;
+    if (!db.objectStoreNames.contains(STORES.videos)) {
+      db.createObjectStore(STORES.videos, { keyPath: 'videoId' });
+    }
+    if (!db.objectStoreNames.contains(STORES.channels)) {
+      db.createObjectStore(STORES.channels, { keyPath: 'channelId' });
+    }
+    if (!db.objectStoreNames.contains(STORES.votes)) {
+      // one pending vote per video: voting again before it is sent replaces it (latest wins)
+      const votes = db.createObjectStore(STORES.votes, { keyPath: 'videoId' });
+      votes.createIndex('timestamp', 'timestamp');
+    }
+    if (!db.objectStoreNames.contains(STORES.state)) db.createObjectStore(STORES.state);
+  };
+  return requestDone(request);
+}
+
+/**
+ * The stored form of a video delta / full-sync item.
+ * @param {any} item
+ * @returns {VideoEntry}
+ */
+function videoEntry(item) {
+  return {
+    videoId: item.videoId,
+    score: item.score,
+    categories: item.categories ?? {},
+    channelId: item.channelId ?? null,
+    locked: Boolean(item.locked),
+    totalVotes: item.totalVotes ?? 0,
+    lastUpdated: item.lastUpdated,
+  };
+}
+
+/**
+ * The stored form of a channel delta / full-sync item.
+ * @param {any} item
+ * @returns {ChannelEntry}
+ */
+function channelEntry(item) {
+  return {
+    channelId: item.channelId,
+    score: item.score,
+    autoFlag: Boolean(item.autoFlag),
+    locked: Boolean(item.locked),
+    totalVideos: item.totalVideos ?? 0,
+    flaggedVideos: item.flaggedVideos ?? 0,
+    topCategories: item.topCategories ?? [],
+    lastUpdated: item.lastUpdated,
+  };
+}
+
+/**
+ * Parse a `text/event-stream` body incrementally.
+ * @param {ReadableStream<Uint8Array>} body
+ * @param {(event: {event: string, data: string, id: string|null}) => void} onEvent
+ * @param {() => void} onComment Called for every comment line (the server's `: ping`).
+ * @returns {Promise<void>} Resolves when the stream ends.
+ */
+async function readEventStream(body, onEvent, onComment) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  let event = 'message';
+  let data = [];
+  let id = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let newline;
+    while ((newline = buffer.search(/\r\n|\r|\n/)) >= 0) {
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + (buffer.startsWith('\r\n', newline) ? 2 : 1));
+      if (line === '') {
+        if (data.length) onEvent({ event, data: data.join('\n'), id });
+        event = 'message';
+        data = [];
+        continue;
+      }
+      if (line.startsWith(':')) {
+        onComment();
+        continue;
+      }
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value2 = colon < 0 ? '' : line.slice(colon + 1);
+      if (value2.startsWith(' ')) value2 = value2.slice(1);
+      if (field === 'event') event = value2;
+      else if (field === 'data') data.push(value2);
+      else if (field === 'id') id = value2;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The client. Create one per extension (one per database), `start()` it, read with
+ * {@link RealTubeLive#get}/{@link RealTubeLive#lookup}, vote with {@link RealTubeLive#vote}.
+ *
+ * Events (it is an `EventTarget`):
+ * - `change`: `detail = {videos, channels, source, reset, cursor}`; `videos`/`channels` are
+ *   the applied deltas (each with `action` "update" or "remove"), `source` is `ws`, `sse`,
+ *   `poll`, `full` or `lookup`; `reset` is true after a full sync replaced everything.
+ * - `status`: `detail = {state, transport, cursor, pendingVotes, lastError}`; `state` is one
+ *   of `idle`, `syncing`, `connecting`, `live`, `polling`, `offline`, `stopped`.
+ * - `vote`: `detail = {videoId, category, timestamp, applied, newScore, error}` when a vote
+ *   (queued or not) got its answer from the server.
+ */
+export class RealTubeLive extends EventTarget {
+  /** @type {Required<Options>} */
+  #opts;
+  /** @type {IDBDatabase|null} */
+  #db = null;
+  /** @type {SyncState} */
+  #state = { epoch: null, seq: 0, fullSyncAt: 0, syncedAt: 0, etag: null };
+  #running = false;
+  /** @type {Promise<unknown>} serializes every write of the dataset */
+  #chain = Promise.resolve();
+  #status = { state: 'idle', transport: null, lastError: null };
+  #pendingVotes = 0;
+  /** @type {Set<() => void>} wakers of sleeping loops */
+  #sleepers = new Set();
+  /** @type {(() => void)|null} closes the current live connection */
+  #closeLive = null;
+  /** @type {Promise<void>|null} */
+  #loop = null;
+  /** @type {Promise<void>|null} */
+  #flushing = null;
+  #flushAgain = false;
+  #voteAttempt = 0;
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  #voteTimer = null;
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  #fullTimer = null;
+  /** @type {Map<string, {ids: Map<string, Array<(v: VideoEntry|null) => void>>}>} */
+  #lookupBatch = new Map();
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  #lookupTimer = null;
+  /** @type {Map<string, {at: number, items: any[]}>} prefix -> answer */
+  #prefixCache = new Map();
+  #onOnline = () => this.#wakeAll();
+
+  /** @param {Options} [options] */
+  constructor(options = {}) {
+    super();
+    const baseUrl = options.baseUrl ?? globalThis.location?.origin;
+    if (!baseUrl) throw new TypeError('baseUrl is required outside a page');
+    const opts = { ...DEFAULTS, staleAfterMs: undefined, userId: null, ...options };
+    opts.baseUrl = baseUrl.replace(/\/+$/, '');
+    opts.staleAfterMs ??= opts.deltaIntervalMs;
+    if (opts.prefixLength < 4 || opts.prefixLength > 8) throw new RangeError('prefixLength 4-8');
+    this.#opts = /** @type {Required<Options>} */ (opts);
+  }
+
+  // -- lifecycle -------------------------------------------------------------------------------
+
+  /**
+   * Open the database, full-sync if needed, start the live loop and send queued votes.
+   * Resolves once the local data is usable (after the first full sync, or at once when a
+   * cursor was stored); a server that is down does not make it fail (the loop keeps trying).
+   * @returns {Promise<void>}
+   */
+  async start() {
+    if (this.#running) return;
+    this.#db = await openDatabase(this.#opts.dbName);
+    const stored = await this.#read(STORES.state, STATE_KEY);
+    if (stored) this.#state = { ...this.#state, ...stored };
+    this.#pendingVotes = await this.#count(STORES.votes);
+    this.#running = true;
+    globalThis.addEventListener?.('online', this.#onOnline);
+    if (this.#fullSyncDue()) {
+      try {
+        await this.fullSync();
+      } catch (error) {
+        this.#setStatus({ state: 'offline', lastError: String(error) });
+      }
+    }
+    this.#scheduleFullSync();
+    this.#loop = this.#liveLoop().catch((error) => {
+      this.#setStatus({ state: 'offline', transport: null, lastError: String(error) });
+    });
+    if (this.#pendingVotes) this.flushVotes();
+  }
+
+  /** Close the live connection, stop every timer and close the database. */
+  async stop() {
+    if (!this.#running) return;
+    this.#running = false;
+    globalThis.removeEventListener?.('online', this.#onOnline);
+    this.#closeLive?.();
+    this.#wakeAll();
+    for (const timer of [this.#voteTimer, this.#fullTimer, this.#lookupTimer]) {
+      if (timer) clearTimeout(timer);
+    }
+    await this.#loop;
+    await this.#chain.catch(() => {});
+    await this.#flushing;
+    this.#db?.close();
+    this.#db = null;
+    this.#setStatus({ state: 'stopped', transport: null });
+  }
+
+  /** Current status (same shape as the `status` event's detail). */
+  get status() {
+    return {
+      ...this.#status,
+      cursor: { epoch: this.#state.epoch, seq: this.#state.seq },
+      pendingVotes: this.#pendingVotes,
+    };
+  }
+
+  /** The stored cursor and sync times. @returns {SyncState} */
+  get syncState() {
+    return { ...this.#state };
+  }
+
+  // -- reads -----------------------------------------------------------------------------------
+
+  /**
+   * One video from the local cache.
+   * @param {string} videoId
+   * @returns {Promise<VideoEntry|null>}
+   */
+  async get(videoId) {
+    return (await this.#read(STORES.videos, videoId)) ?? null;
+  }
+
+  /**
+   * One channel from the local cache.
+   * @param {string} channelId
+   * @returns {Promise<ChannelEntry|null>}
+   */
+  async getChannel(channelId) {
+    return (await this.#read(STORES.channels, channelId)) ?? null;
+  }
+
+  /**
+   * Look up many videos: all from the local cache in one transaction, then the misses
+   * through the hash-prefix API, batched.
+   *
+   * `remote`: `'never'` (local only), `'always'` (every miss), or `'auto'` (default: misses
+   * only while the local data cannot be trusted to be complete: never synced, or live down
+   * and the last sync older than `staleAfterMs`).
+   * @param {string[]} videoIds
+   * @param {{remote?: 'auto'|'always'|'never'}} [options]
+   * @returns {Promise<Map<string, VideoEntry|null>>} Every requested id; null = not flagged.
+   */
+  async lookup(videoIds, { remote = 'auto' } = {}) {
+    const results = new Map();
+    const tx = this.#database().transaction(STORES.videos, 'readonly');
+    const store = tx.objectStore(STORES.videos);
+    await Promise.all(
+      videoIds.map(async (id) => results.set(id, (await requestDone(store.get(id))) ?? null)),
+    );
+    const misses = videoIds.filter((id) => results.get(id) === null);
+    if (misses.length && this.#shouldLookUp(remote)) {
+      const found = await Promise.all(misses.map((id) => this.#remoteLookup(id)));
+      misses.forEach((id, i) => results.set(id, found[i]));
+    }
+    return results;
+  }
+
+  /**
+   * How many videos and channels the cache holds.
+   * @returns {Promise<{videos: number, channels: number, pendingVotes: number}>}
+   */
+  async counts() {
+    return {
+      videos: await this.#count(STORES.videos),
+      channels: await this.#count(STORES.channels),
+      pendingVotes: await this.#count(STORES.votes),
+    };
+  }
+
+  // -- sync ------------------------------------------------------------------------------------
+
+  /**
+   * Replace the local dataset with `GET /api/sync/full` (revalidated with `If-None-Match`).
+   * @returns {Promise<{changed: boolean, videos: number, channels: number}>}
+   */
+  fullSync() {
+    return this.#serialize(async () => {
+      const previous = this.#status.state;
+      this.#setStatus({ state: 'syncing' });
+      try {
+        const headers = { Accept: 'application/json' };
+        if (this.#state.etag && this.#state.epoch) headers['If-None-Match'] = this.#state.etag;
+        const response = await this.#fetch('/api/sync/full', { headers }, { identify: true });
+        if (response.status === 304) {
+          await this.#saveState({ fullSyncAt: Date.now(), syncedAt: Date.now() });
+          return { changed: false, videos: -1, channels: -1 };
+        }
+        const doc = await response.json();
+        await this.loadSnapshot(doc, response.headers.get('ETag'));
+        return { changed: true, videos: doc.videos.length, channels: doc.channels.length };
+      } finally {
+        if (this.#status.state === 'syncing') {
+          this.#setStatus({ state: previous === 'idle' ? 'connecting' : previous });
+        }
+      }
+    });
+  }
+
+  /**
+   * Replace the local dataset with a full-sync document (`{videos, channels, cursor, epoch}`)
+   * in one transaction. Used by {@link RealTubeLive#fullSync}; public for benchmarks and for
+   * extensions that ship a snapshot. Call only while no sync runs (or before `start`).
+   * @param {{videos: any[], channels: any[], cursor: number, epoch: string}} doc
+   * @param {string|null} [etag]
+   * @returns {Promise<void>}
+   */
+  async loadSnapshot(doc, etag = null) {
+    const now = Date.now();
+    const state = {
+      ...this.#state,
+      epoch: doc.epoch,
+      seq: doc.cursor,
+      fullSyncAt: now,
+      syncedAt: now,
+      etag,
+    };
+    const tx = this.#database().transaction(
+      [STORES.videos, STORES.channels, STORES.state],
+      'readwrite',
+    );
+    const videos = tx.objectStore(STORES.videos);
+    const channels = tx.objectStore(STORES.channels);
+    videos.clear();
+    channels.clear();
+    for (const item of doc.videos) videos.put(videoEntry(item));
+    for (const item of doc.channels) channels.put(channelEntry(item));
+    tx.objectStore(STORES.state).put(state, STATE_KEY);
+    await transactionDone(tx);
+    this.#state = state;
+    this.#emitChange({ videos: [], channels: [], source: 'full', reset: true });
+  }
+
+  /**
+   * Catch up now through `GET /api/sync/delta` (following `hasMore`), or full-sync when there
+   * is no cursor yet or the server answers `resync`.
+   * @returns {Promise<{applied: number, full: boolean}>}
+   */
+  async refresh() {
+    if (!this.#state.epoch) {
+      await this.fullSync();
+      return { applied: 0, full: true };
+    }
+    try {
+      return { applied: await this.#pollDeltas(), full: false };
+    } catch (error) {
+      if (!(error instanceof ResyncNeeded)) throw error;
+      await this.fullSync();
+      return { applied: 0, full: true };
+    }
+  }
+
+  /**
+   * Apply one `deltas` frame (`{epoch, from, to, videos, channels}`) and move the cursor to
+   * `to`, in one transaction. Items at or below the cursor are skipped. Used by every
+   * transport; public for benchmarks.
+   * @param {{epoch: string, from: number, to: number, videos: any[], channels: any[]}} frame
+   * @param {string} [source]
+   * @returns {Promise<number>} How many deltas were applied.
+   */
+  applyFrame(frame, source = 'manual') {
+    return this.#serialize(() => this.#apply(frame, source));
+  }
+
+  // -- votes -----------------------------------------------------------------------------------
+
+  /**
+   * Cast a vote. It is stored in `pending_votes` first, then sent; when the server cannot be
+   * reached it stays queued and is sent when the server is back.
+   * @param {string} videoId
+   * @param {string} category `fully_ai`, `ai_voiceover`, `ai_visuals`, `ai_thumbnails`,
+   *   `ai_assisted`.
+   * @param {{channelId?: string, timestamp?: number}} [options] `timestamp`: cast time in
+   *   epoch ms (default now).
+   * @returns {Promise<{queued: boolean, applied?: boolean, newScore?: number}>}
+   */
+  async vote(videoId, category, { channelId, timestamp } = {}) {
+    if (!this.#opts.userId) throw new TypeError('a userId option is needed to vote');
+    /** @type {PendingVote} */
+    const pending = { videoId, category, timestamp: timestamp ?? Date.now() };
+    if (channelId) pending.channelId = channelId;
+    const tx = this.#database().transaction(STORES.votes, 'readwrite');
+    tx.objectStore(STORES.votes).put(pending);
+    await transactionDone(tx);
+    this.#pendingVotes = await this.#count(STORES.votes);
+    this.#setStatus({});
+    const outcome = await new Promise((resolve) => {
+      const onVote = (event) => {
+        const d = event.detail;
+        if (d.videoId === videoId && d.timestamp === pending.timestamp) {
+          this.removeEventListener('vote', onVote);
+          resolve(d);
+        }
+      };
+      this.addEventListener('vote', onVote);
+      this.flushVotes().then(() => {
+        this.removeEventListener('vote', onVote);
+        resolve(null);
+      });
+    });
+    if (!outcome) return { queued: true };
+    if (outcome.error) throw new Error(outcome.error);
+    return { queued: false, applied: outcome.applied, newScore: outcome.newScore };
+  }
+
+  /**
+   * Send every queued vote, oldest cast first. Stops at the first network failure and
+   * retries later with backoff; a vote the server refuses as invalid is dropped (a `vote`
+   * event carries the error). Concurrent calls share one flush.
+   * @returns {Promise<void>}
+   */
+  flushVotes() {
+    if (this.#flushing) {
+      this.#flushAgain = true; // a vote stored after the running flush read the queue
+    } else {
+      this.#flushing = this.#flushVotes().finally(() => {
+        this.#flushing = null;
+      });
+    }
+    return this.#flushing;
+  }
+
+  /** @returns {Promise<PendingVote[]>} The queued votes, oldest first. */
+  async pendingVotes() {
+    const tx = this.#database().transaction(STORES.votes, 'readonly');
+    return requestDone(tx.objectStore(STORES.votes).index('timestamp').getAll());
+  }
+
+  // -- internals: votes ------------------------------------------------------------------------
+
+  async #flushVotes() {
+    if (this.#voteTimer) {
+      clearTimeout(this.#voteTimer);
+      this.#voteTimer = null;
+    }
+    do {
+      this.#flushAgain = false;
+      if (!this.#db || !(await this.#flushQueue())) return;
+    } while (this.#flushAgain);
+  }
+
+  /** @returns {Promise<boolean>} false when sending stopped at a retryable failure. */
+  async #flushQueue() {
+    for (const pending of await this.pendingVotes()) {
+      let body = null;
+      let error = null;
+      try {
+        const response = await this.#fetch('/api/votes', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({
+            videoId: pending.videoId,
+            category: pending.category,
+            userId: this.#opts.userId,
+            timestamp: pending.timestamp,
+            ...(pending.channelId ? { channelId: pending.channelId } : {}),
+          }),
+        });
+        body = await response.json();
+      } catch (failure) {
+        const retryable =
+          !(failure instanceof HttpError) || failure.status === 429 || failure.status >= 500;
+        if (retryable) {
+          this.#retryVotesLater(failure instanceof HttpError ? failure.retryAfter : null);
+          return false;
+        }
+        error = `${failure.code}: ${failure.message}`; // never valid: drop it
+      }
+      await this.#deleteVoteIfUnchanged(pending);
+      this.#voteAttempt = 0;
+      this.dispatchEvent(
+        new CustomEvent('vote', {
+          detail: {
+            videoId: pending.videoId,
+            category: pending.category,
+            timestamp: pending.timestamp,
+            applied: body?.applied ?? false,
+            newScore: body?.newScore,
+            error,
+          },
+        }),
+      );
+    }
+    return true;
+  }
+
+  /** Delete a sent vote unless a newer one for the same video replaced it meanwhile. */
+  async #deleteVoteIfUnchanged(pending) {
+    if (!this.#db) return;
+    const tx = this.#db.transaction(STORES.votes, 'readwrite');
+    const store = tx.objectStore(STORES.votes);
+    const current = await requestDone(store.get(pending.videoId));
+    if (current && current.timestamp === pending.timestamp) store.delete(pending.videoId);
+    await transactionDone(tx);
+    this.#pendingVotes = await this.#count(STORES.votes);
+    this.#setStatus({});
+  }
+
+  #retryVotesLater(retryAfterSeconds) {
+    if (!this.#running || this.#voteTimer) return;
+    const { backoffInitialMs, backoffMaxMs } = this.#opts;
+    const delay =
+      retryAfterSeconds != null
+        ? retryAfterSeconds * 1000
+        : backoffDelay(this.#voteAttempt++, backoffInitialMs, backoffMaxMs);
+    this.#voteTimer = setTimeout(() => {
+      this.#voteTimer = null;
+      this.flushVotes();
+    }, delay);
+  }
+
+  // -- internals: the live loop ----------------------------------------------------------------
+
+  /**
+   * Keep a live transport up: WebSocket, else SSE; with neither, poll deltas every
+   * `deltaIntervalMs` and keep retrying live with backoff.
+   */
+  async #liveLoop() {
+    const kinds = ['ws', 'sse'].filter((k) => this.#opts.transports.includes(k));
+    let failures = 0;
+    while (this.#running) {
+      if (!this.#state.epoch) {
+        // nothing to resume from: the full sync must succeed first
+        try {
+          await this.fullSync();
+        } catch (error) {
+          this.#setStatus({ state: 'offline', transport: null, lastError: String(error) });
+          await this.#sleep(this.#backoff(failures++));
+          continue;
+        }
+      }
+      let outcome = null;
+      for (const kind of kinds) {
+        if (!this.#running) return;
+        this.#setStatus({ state: 'connecting', transport: kind });
+        outcome = kind === 'ws' ? await this.#runWebSocket() : await this.#runSse();
+        // a resync answer (sent instead of a welcome) also proves the transport works
+        if (outcome.welcomed || outcome.resync) break;
+      }
+      if (!this.#running) return;
+      if (outcome?.resync) {
+        await this.#fullSyncOrWait(failures);
+        // a full-sync document older than the server's log (it is rebuilt periodically)
+        // would be answered with resync again: back off instead of spinning
+        const stale = outcome.resyncEpoch && outcome.resyncEpoch !== this.#state.epoch;
+        failures = stale ? failures + 1 : 0;
+        if (stale) await this.#sleep(this.#backoff(failures));
+        continue;
+      }
+      if (outcome?.welcomed) {
+        // a session that ended soon after its welcome counts as a failure, so an instance
+        // that accepts and drops connections is not hammered
+        const stable = Date.now() - outcome.welcomedAt >= STABLE_SESSION_MS;
+        failures = stable && !outcome.failed ? 0 : failures + 1;
+        if (outcome.retryAfterMs != null) {
+          this.#setStatus({ state: 'connecting' });
+          await this.#sleep(outcome.retryAfterMs);
+          continue;
+        }
+        if (outcome.immediate && failures < 3) continue;
+        this.#setStatus({ state: 'connecting' });
+        await this.#sleep(this.#backoff(failures));
+        continue;
+      }
+      // no live transport: poll while waiting to retry
+      const delay = this.#backoff(failures++);
+      const polled = await this.#pollIfDue();
+      const nextPoll = this.#state.syncedAt + this.#opts.deltaIntervalMs - Date.now();
+      const canPoll = this.#opts.transports.includes('poll');
+      await this.#sleep(canPoll && polled !== false ? Math.min(delay, nextPoll) : delay);
+    }
+  }
+
+  /** Full sync; on failure wait a backoff so the loop does not spin. */
+  async #fullSyncOrWait(failures) {
+    try {
+      await this.fullSync();
+    } catch (error) {
+      this.#setStatus({ state: 'offline', lastError: String(error) });
+      await this.#sleep(this.#backoff(failures));
+    }
+  }
+
+  /**
+   * A delta poll when polling is allowed and the data is older than `deltaIntervalMs`.
+   * @returns {Promise<boolean|null>} true = polled, false = the server is unreachable,
+   *   null = not due (or polling not allowed).
+   */
+  async #pollIfDue() {
+    if (!this.#opts.transports.includes('poll')) {
+      this.#setStatus({ state: 'offline', transport: null });
+      return null;
+    }
+    if (Date.now() - this.#state.syncedAt < this.#opts.deltaIntervalMs) {
+      this.#setStatus({ state: 'polling', transport: 'poll' });
+      return null;
+    }
+    try {
+      await this.refresh();
+      this.#setStatus({ state: 'polling', transport: 'poll', lastError: null });
+      if (this.#pendingVotes) this.flushVotes();
+      return true;
+    } catch (error) {
+      this.#setStatus({ state: 'offline', transport: null, lastError: String(error) });
+      return false;
+    }
+  }
+
+  /**
+   * Follow `/api/sync/delta?cursor=&epoch=` until `hasMore` is false.
+   * @returns {Promise<number>} Deltas applied.
+   */
+  #pollDeltas() {
+    return this.#serialize(async () => {
+      let applied = 0;
+      for (;;) {
+        const { epoch, seq } = this.#state;
+        const query = `cursor=${seq}&epoch=${encodeURIComponent(epoch)}`;
+        const response = await this.#fetch(
+          `/api/sync/delta?${query}`,
+          { headers: { Accept: 'application/json' } },
+          { identify: true },
+        );
+        const page = await response.json();
+        if (page.resync) throw new ResyncNeeded('the server asked for a full sync');
+        applied += await this.#apply(
+          {
+            epoch: page.epoch,
+            from: seq + 1,
+            to: page.cursor,
+            videos: page.videos,
+            channels: page.channels,
+          },
+          'poll',
+        );
+        await this.#saveState({ syncedAt: Date.now() });
+        if (!page.hasMore) return applied;
+      }
+    });
+  }
+
+  /**
+   * One WebSocket session: hello with the cursor, then frames until it closes.
+   * @returns {Promise<LiveOutcome>}
+   */
+  #runWebSocket() {
+    return new Promise((resolve) => {
+      const url = `${this.#opts.baseUrl.replace(/^http/, 'ws')}/api/live/ws`;
+      /** @type {LiveOutcome} */
+      const outcome = { welcomed: false, resync: false, retryAfterMs: null };
+      let socket;
+      try {
+        socket = new WebSocket(url, [MSGPACK_SUBPROTOCOL]);
+      } catch {
+        resolve(outcome);
+        return;
+      }
+      socket.binaryType = 'arraybuffer';
+      const watch = this.#watchdog(() => socket.close(), outcome);
+      const finish = () => {
+        watch.stop();
+        this.#closeLive = null;
+        resolve(outcome);
+      };
+      this.#closeLive = () => socket.close(1000);
+      socket.onopen = () => socket.send(encode(this.#hello()));
+      socket.onmessage = (event) => {
+        watch.alive();
+        let message;
+        try {
+          message = decode(new Uint8Array(event.data));
+        } catch {
+          outcome.failed = true;
+          socket.close(1000);
+          return;
+        }
+        this.#onFrame(message, 'ws', outcome, watch, () => socket.close(1000), (frame) =>
+          socket.send(encode(frame)),
+        );
+      };
+      socket.onclose = (event) => {
+        if (event.code === 4000) outcome.resync = true;
+        if (event.code === 4001) outcome.failed = true; // protocol error: back off
+        finish();
+      };
+    });
+  }
+
+  /**
+   * One SSE session over `fetch` (service workers have no `EventSource`).
+   * @returns {Promise<LiveOutcome>}
+   */
+  async #runSse() {
+    /** @type {LiveOutcome} */
+    const outcome = { welcomed: false, resync: false, retryAfterMs: null };
+    const controller = new AbortController();
+    const close = () => controller.abort();
+    const watch = this.#watchdog(close, outcome);
+    this.#closeLive = close;
+    const params = new URLSearchParams({ epoch: this.#state.epoch, seq: String(this.#state.seq) });
+    if (this.#opts.buckets) params.set('buckets', this.#opts.buckets.join(','));
+    try {
+      const response = await this.#fetch(`/api/live/sse?${params}`, {
+        headers: { Accept: 'text/event-stream' },
+        signal: controller.signal,
+        cache: 'no-store',
+      });
+      await readEventStream(
+        response.body,
+        ({ event, data }) => {
+          watch.alive();
+          let message;
+          try {
+            message = JSON.parse(data);
+          } catch {
+            return;
+          }
+          if (!message.t) message.t = event;
+          this.#onFrame(message, 'sse', outcome, watch, close, null);
+        },
+        () => watch.alive(),
+      );
+    } catch (error) {
+      if (!controller.signal.aborted) this.#status.lastError = String(error);
+    } finally {
+      watch.stop();
+      this.#closeLive = null;
+    }
+    return outcome;
+  }
+
+  /**
+   * @typedef {object} LiveOutcome
+   * @property {boolean} welcomed The server welcomed us (the transport works).
+   * @property {number} [welcomedAt] When (epoch ms).
+   * @property {boolean} resync The server asked for a full sync.
+   * @property {string} [resyncEpoch] The server's epoch, as its resync frame said.
+   * @property {number|null} retryAfterMs The instance went away: reconnect after this.
+   * @property {boolean} [failed] Ended by an error worth backing off for.
+   * @property {boolean} [immediate] Reconnect at once (a hole to fill, an upgrade to try).
+   */
+
+  /**
+   * Handle one server frame of either live transport.
+   * @param {any} message
+   * @param {'ws'|'sse'} kind
+   * @param {LiveOutcome} outcome
+   * @param {{alive: () => void, welcomed: (heartbeat: number) => void}} watch
+   * @param {() => void} close
+   * @param {((frame: object) => void)|null} send
+   */
+  #onFrame(message, kind, outcome, watch, close, send) {
+    switch (message.t) {
+      case 'welcome':
+        outcome.welcomed = true;
+        outcome.welcomedAt = Date.now();
+        watch.welcomed(message.heartbeat);
+        this.#setStatus({ state: 'live', transport: kind, lastError: null });
+        if (message.resume === 'live') {
+          this.#serialize(() => this.#saveState({ syncedAt: Date.now() })).catch(() => {});
+        }
+        if (this.#pendingVotes) this.flushVotes();
+        if (kind === 'sse' && this.#opts.transports.includes('ws')) {
+          watch.upgradeAfter(this.#opts.upgradeIntervalMs, () => {
+            outcome.immediate = true;
+            close();
+          });
+        }
+        break;
+      case 'deltas':
+        this.applyFrame(message, kind).catch((error) => {
+          if (error instanceof ResyncNeeded) outcome.resync = true;
+          else outcome.immediate = error instanceof GapError;
+          if (!(error instanceof GapError) && !(error instanceof ResyncNeeded)) {
+            outcome.failed = true;
+          }
+          close();
+        });
+        break;
+      case 'ping':
+        send?.({ t: 'pong', id: message.id });
+        break;
+      case 'resync':
+        outcome.resync = true;
+        outcome.resyncEpoch = message.epoch;
+        if (kind === 'sse') close(); // the stream ends too; do not wait for it
+        break;
+      case 'reconnect':
+        outcome.retryAfterMs = message.retryAfterMs ?? 0;
+        if (kind === 'sse') close();
+        break;
+      case 'error':
+        outcome.failed = true;
+        this.#status.lastError = `${message.code}: ${message.message}`;
+        break;
+      default:
+        break;
+    }
+  }
+
+  /**
+   * Timers of one live session: no welcome within `connectTimeoutMs`, or silence for 2.5
+   * heartbeats, closes it; an SSE session may be ended to retry WebSocket.
+   * @param {() => void} close
+   * @param {LiveOutcome} outcome
+   */
+  #watchdog(close, outcome) {
+    let last = Date.now();
+    let limit = this.#opts.connectTimeoutMs;
+    let upgradeTimer = null;
+    const timer = setInterval(
+      () => {
+        if (Date.now() - last > limit) {
+          if (outcome.welcomed) outcome.failed = true;
+          close();
+        }
+      },
+      Math.min(1000, Math.max(50, limit / 4)),
+    );
+    return {
+      alive: () => {
+        last = Date.now();
+      },
+      welcomed: (heartbeatSeconds) => {
+        last = Date.now();
+        limit = Math.max(1000, 2.5 * (heartbeatSeconds ?? 20) * 1000);
+      },
+      upgradeAfter: (ms, fn) => {
+        upgradeTimer = setTimeout(fn, ms);
+      },
+      stop: () => {
+        clearInterval(timer);
+        if (upgradeTimer) clearTimeout(upgradeTimer);
+      },
+    };
+  }
+
+  /** The `hello` frame: our cursor and subscription. */
+  #hello() {
+    const hello = {
+      t: 'hello',
+      v: PROTOCOL_VERSION,
+      epoch: this.#state.epoch,
+      seq: this.#state.seq,
+      channels: true,
+    };
+    if (this.#opts.buckets) hello.buckets = this.#opts.buckets;
+    return hello;
+  }
+
+  // -- internals: applying data ----------------------------------------------------------------
+
+  /**
+   * Apply a frame (inside the serialized chain).
+   * @returns {Promise<number>}
+   */
+  async #apply(frame, source) {
+    const state = this.#state;
+    if (frame.epoch !== state.epoch) throw new ResyncNeeded(`epoch ${frame.epoch}`);
+    if (frame.to <= state.seq) return 0;
+    if (frame.from > state.seq + 1) throw new GapError(`frame starts at ${frame.from}`);
+    const videos = (frame.videos ?? []).filter((v) => v.seq === undefined || v.seq > state.seq);
+    const channels = (frame.channels ?? []).filter(
+      (c) => c.seq === undefined || c.seq > state.seq,
+    );
+    const next = { ...state, seq: frame.to, syncedAt: Date.now() };
+    const tx = this.#database().transaction(
+      [STORES.videos, STORES.channels, STORES.state],
+      'readwrite',
+    );
+    const videoStore = tx.objectStore(STORES.videos);
+    const channelStore = tx.objectStore(STORES.channels);
+    for (const item of videos) {
+      if (item.action === 'remove') videoStore.delete(item.videoId);
+      else videoStore.put(videoEntry(item));
+    }
+    for (const item of channels) {
+      if (item.action === 'remove') channelStore.delete(item.channelId);
+      else channelStore.put(channelEntry(item));
+    }
+    tx.objectStore(STORES.state).put(next, STATE_KEY);
+    await transactionDone(tx);
+    this.#state = next;
+    if (videos.length || channels.length) {
+      this.#emitChange({ videos, channels, source, reset: false });
+    }
+    return videos.length + channels.length;
+  }
+
+  /** Run `fn` after every earlier dataset write; failures do not break the chain. */
+  #serialize(fn) {
+    const run = this.#chain.then(fn);
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  async #saveState(changes) {
+    const next = { ...this.#state, ...changes };
+    const tx = this.#database().transaction(STORES.state, 'readwrite');
+    tx.objectStore(STORES.state).put(next, STATE_KEY);
+    await transactionDone(tx);
+    this.#state = next;
+  }
+
+  #fullSyncDue() {
+    return !this.#state.epoch || Date.now() - this.#state.fullSyncAt >= this.#opts.fullSyncIntervalMs;
+  }
+
+  /**
+   * Arm the timer of the next periodic full sync (due `fullSyncIntervalMs` after the last
+   * one; a failed attempt is retried after a backoff-sized pause, not a whole interval).
+   * @param {number} [delay] ms; default: when the last full sync becomes due.
+   */
+  #scheduleFullSync(delay) {
+    if (!this.#running) return;
+    const due = delay ?? this.#state.fullSyncAt + this.#opts.fullSyncIntervalMs - Date.now();
+    this.#fullTimer = setTimeout(
+      async () => {
+        this.#fullTimer = null;
+        if (!this.#running) return;
+        try {
+          if (this.#fullSyncDue()) await this.fullSync();
+          this.#scheduleFullSync();
+        } catch (error) {
+          this.#status.lastError = String(error);
+          this.#scheduleFullSync(this.#backoff(5));
+        }
+      },
+      Math.max(0, Math.min(due, 2 ** 31 - 1)),
+    );
+  }
+
+  // -- internals: lookups ----------------------------------------------------------------------
+
+  #shouldLookUp(remote) {
+    if (remote === 'never') return false;
+    if (remote === 'always') return true;
+    if (!this.#state.epoch) return true;
+    return this.#status.state !== 'live' && Date.now() - this.#state.syncedAt > this.#opts.staleAfterMs;
+  }
+
+  /**
+   * Resolve one miss through the batched hash-prefix lookup.
+   * @param {string} videoId
+   * @returns {Promise<VideoEntry|null>}
+   */
+  async #remoteLookup(videoId) {
+    const prefix = (await sha256Hex(videoId)).slice(0, this.#opts.prefixLength);
+    const cached = this.#prefixCache.get(prefix);
+    if (cached && Date.now() - cached.at < this.#opts.lookupTtlMs) {
+      return this.#pick(cached.items, videoId);
+    }
+    return new Promise((resolve) => {
+      let group = this.#lookupBatch.get(prefix);
+      if (!group) this.#lookupBatch.set(prefix, (group = { ids: new Map() }));
+      if (!group.ids.has(videoId)) group.ids.set(videoId, []);
+      group.ids.get(videoId).push(resolve);
+      this.#lookupTimer ??= setTimeout(() => this.#sendLookups(), this.#opts.lookupBatchMs);
+    });
+  }
+
+  /** One request per distinct prefix of the batch; every id of a prefix gets its answer. */
+  async #sendLookups() {
+    this.#lookupTimer = null;
+    const batch = this.#lookupBatch;
+    this.#lookupBatch = new Map();
+    await Promise.all(
+      [...batch].map(async ([prefix, group]) => {
+        let items = [];
+        try {
+          const response = await this.#fetch(`/api/videos/${prefix}`, {
+            headers: { Accept: 'application/json' },
+          });
+          items = await response.json();
+          this.#prefixCache.set(prefix, { at: Date.now(), items });
+        } catch (error) {
+          if (error instanceof HttpError && error.status === 404) {
+            this.#prefixCache.set(prefix, { at: Date.now(), items: [] });
+          }
+        }
+        const found = [];
+        for (const [videoId, waiters] of group.ids) {
+          const entry = this.#pick(items, videoId);
+          if (entry && entry.score > 0) found.push(entry);
+          for (const resolve of waiters) resolve(entry);
+        }
+        if (found.length && this.#db) await this.#storeLookups(found);
+      }),
+    );
+  }
+
+  /** The entry for `videoId` in a prefix answer (local filtering), or null. */
+  #pick(items, videoId) {
+    const item = items.find((v) => v.videoId === videoId);
+    return item ? videoEntry(item) : null;
+  }
+
+  /** Cache looked-up flagged videos the local data lacked (never overwrite synced ones). */
+  async #storeLookups(entries) {
+    await this.#serialize(async () => {
+      const tx = this.#database().transaction(STORES.videos, 'readwrite');
+      const store = tx.objectStore(STORES.videos);
+      const added = [];
+      for (const entry of entries) {
+        const request = store.add(entry);
+        request.onsuccess = () => added.push({ ...entry, action: 'update' });
+        request.onerror = (event) => event.preventDefault(); // already synced: keep ours
+      }
+      await transactionDone(tx);
+      if (added.length) this.#emitChange({ videos: added, channels: [], source: 'lookup' });
+    });
+  }
+
+  // -- internals: plumbing ---------------------------------------------------------------------
+
+  /**
+   * `fetch` against the server; non-2xx (but 304) answers throw {@link HttpError}.
+   * @param {string} path
+   * @param {RequestInit} [init]
+   * @param {{identify?: boolean}} [options] `identify`: send `X-User-ID` (sync requests).
+   * @returns {Promise<Response>}
+   */
+  async #fetch(path, init = {}, { identify = false } = {}) {
+    const headers = { ...(init.headers ?? {}) };
+    // Only the sync endpoints are rate-limited per user; lookups never say who asks.
+    if (identify && this.#opts.userId) headers['X-User-ID'] = this.#opts.userId;
+    const response = await fetch(`${this.#opts.baseUrl}${path}`, { ...init, headers });
+    if (response.ok || response.status === 304) return response;
+    let code = `HTTP_${response.status}`;
+    let message = response.statusText;
+    try {
+      const body = await response.json();
+      code = body.error?.code ?? code;
+      message = body.error?.message ?? message;
+    } catch {
+      // not the contract's error body
+    }
+    const retryAfter = Number(response.headers.get('Retry-After')) || null;
+    throw new HttpError(response.status, code, message, retryAfter);
+  }
+
+  /** @returns {IDBDatabase} */
+  #database() {
+    if (!this.#db) throw new Error('RealTubeLive is not started');
+    return this.#db;
+  }
+
+  async #read(storeName, key) {
+    const tx = this.#database().transaction(storeName, 'readonly');
+    return requestDone(tx.objectStore(storeName).get(key));
+  }
+
+  async #count(storeName) {
+    const tx = this.#database().transaction(storeName, 'readonly');
+    return requestDone(tx.objectStore(storeName).count());
+  }
+
+  #backoff(attempt) {
+    return backoffDelay(attempt, this.#opts.backoffInitialMs, this.#opts.backoffMaxMs);
+  }
+
+  /** Sleep `ms`, or less when woken (stop, `online`). */
+  #sleep(ms) {
+    if (!this.#running) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+      this.#sleepers.add(wake);
+    });
+  }
+
+  #wakeAll() {
+    for (const wake of [...this.#sleepers]) wake();
+    if (this.#running && this.#pendingVotes) this.flushVotes();
+  }
+
+  #setStatus(changes) {
+    const before = this.#status;
+    this.#status = { ...before, ...changes };
+    this.dispatchEvent(new CustomEvent('status', { detail: this.status }));
+  }
+
+  #emitChange({ videos, channels, source, reset = false }) {
+    this.dispatchEvent(
+      new CustomEvent('change', {
+        detail: {
+          videos,
+          channels,
+          source,
+          reset,
+          cursor: { epoch: this.#state.epoch, seq: this.#state.seq },
+        },
+      }),
+    );
+  }
+}
+
+export default RealTubeLive;

@@ -1,0 +1,98 @@
+"""Static files: the JS client at ``/client/`` and the admin dashboard at ``/admin/``.
+
+Both are plain files of the source tree (``clients/js/`` and ``static_admin/``), served as
+they are: no build step, no templating. Serving the client from the API's own origin lets a
+page (the browser tests, a demo) load it and talk to the API without CORS. The dashboard's
+data comes from ``/api/admin/*`` and ``/api/live/admin``, which check the admin session; the
+files themselves hold nothing secret, so they are public (the page shows a login form).
+
+Promises: only files under those two directories are served (``send_from_directory`` refuses
+any path that leaves them); JavaScript modules always get a JavaScript MIME type, whatever
+the host's ``mime.types`` says, since browsers refuse to run a module served otherwise; an
+installation without the files answers 404 here and nothing else changes. ``STATIC_ROOT``
+points at a directory holding both (the container image sets it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quart import Blueprint, Response, redirect, send_from_directory
+from werkzeug.exceptions import NotFound
+
+from realtube_push.api.context import services
+
+blueprint = Blueprint("static_files", __name__)
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENT = Path("clients") / "js"
+ADMIN = Path("static_admin")
+
+# The dashboard loads nothing from elsewhere and may not be framed. Inline styles stay allowed
+# for the chart library (uPlot sizes its elements with style attributes).
+ADMIN_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+    " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none';"
+    " form-action 'self'"
+)
+
+# Suffixes whose MIME type must not depend on the host's mime.types (Quart adds the charset).
+MIME_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".md": "text/plain",
+    ".LICENSE": "text/plain",
+}
+
+
+def _root() -> Path:
+    """Where ``clients/js`` and ``static_admin`` live: ``STATIC_ROOT``, else the source tree."""
+    configured = services().settings.static_root
+    return configured if configured is not None else REPO
+
+
+async def _serve(relative: Path, filename: str) -> Response:
+    """One file of ``relative`` (under the static root), revalidated on every use."""
+    directory = _root() / relative
+    if not directory.is_dir():  # an installation without the files: nothing to serve
+        raise NotFound()
+    suffix = Path(filename).suffix
+    response = await send_from_directory(
+        directory, filename, mimetype=MIME_TYPES.get(suffix), cache_timeout=0
+    )
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@blueprint.get("/client/<path:filename>")
+async def client_file(filename: str) -> Response:
+    """A file of the JS client (``clients/js/``): the module, its vendored deps, the demo."""
+    return await _serve(CLIENT, filename)
+
+
+@blueprint.get("/admin")
+async def admin_redirect() -> Response:
+    """``/admin`` -> ``/admin/``, so the page's relative module paths resolve."""
+    return redirect("/admin/", code=308)  # type: ignore[return-value]
+
+
+@blueprint.get("/admin/")
+async def admin_index() -> Response:
+    """The dashboard page (it shows a login form until the admin session cookie is set)."""
+    response = await _serve(ADMIN, "index.html")
+    response.headers["Content-Security-Policy"] = ADMIN_CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@blueprint.get("/admin/<path:filename>")
+async def admin_file(filename: str) -> Response:
+    """A file of the dashboard (``static_admin/``): scripts, styles, vendored libraries."""
+    return await _serve(ADMIN, filename)

@@ -1,0 +1,97 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright (sync API), against real servers.
+
+The Playwright browser download does not work on our machines, so the browser is the system
+one (``apt-get install chromium``). Without it every browser test is skipped with the reason.
+
+Playwright's sync API keeps an event loop running in the test thread, so nothing here may call
+``anyio.run`` in that thread: database set-up and SQL checks go through ``run_async``, which
+runs the coroutine in a worker thread of its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.browser.jsclient import run_async
+from tests.support.databases import database_url_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+async def _admin(admin_url: str, statement: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def database_url(stack, template_database) -> Iterator[str]:
+    """A fresh migrated database per test (a sync twin of the suite's async fixture, since
+    these tests are sync: Playwright's sync API must not run inside an async test)."""
+    name = f"rt_b_{secrets.token_hex(6)}"
+    admin = stack.admin_database_url
+    run_async(_admin, admin, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    try:
+        yield database_url_for(admin, name)
+    finally:
+        run_async(_admin, admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def browser(template_database) -> Iterator[object]:
+    """One headless Chromium per test module (each test gets its own context).
+
+    Module scope, not session: while Playwright runs, its event loop occupies the test
+    thread, and the async tests of other directories need that thread's loop slot back.
+    Depends on ``template_database`` so that fixture's ``anyio.run`` happens before.
+    """
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def context(browser):
+    """A fresh browser profile (own IndexedDB, cookies) for one test."""
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(context):
+    """A page whose console errors are kept (``page.console_errors``) for failure messages."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.console_errors = errors
+    return page

@@ -1,0 +1,176 @@
+"""The admin dashboard (``static_admin/`` at ``/admin/``) in headless Chromium."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.jsclient import (
+    SERVER_ENV,
+    open_page,
+    start_client,
+    video,
+    vote,
+    wait_for_status,
+    wait_until,
+)
+from tests.browser.live import subscribed
+from tests.support import ids
+
+pytestmark = pytest.mark.browser
+
+TOKEN = "dashboard-test-token-42"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+
+@pytest.fixture
+def server(servers):
+    return servers.start(**SERVER_ENV, ADMIN_TOKEN=TOKEN)
+
+
+def log_in(page, server) -> None:
+    """Log in through the form and wait for the live topic and the first stats."""
+    page.goto(f"{server.url}/admin/")
+    page.fill("#token", TOKEN)
+    page.click("#login-submit")
+    expect(page.locator("#dashboard")).to_be_visible()
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    expect(page.locator("#votes-total")).not_to_have_text("–")
+
+
+def test_without_the_token_the_page_shows_the_login_and_the_api_refuses(server, page):
+    page.goto(f"{server.url}/admin/")
+
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#dashboard")).to_be_hidden()
+    for path in ("/api/admin/audit", "/api/admin/top", "/api/live/admin"):
+        status, code = page.evaluate(
+            "(p) => fetch(p).then(async (r) => [r.status, (await r.json()).error.code])", path
+        )
+        assert (status, code) == (401, "UNAUTHORIZED"), path
+    page.fill("#token", "not-the-token")
+    page.click("#login-submit")
+    expect(page.locator("#login-error")).to_contain_text("Wrong admin token")
+    expect(page.locator("#dashboard")).to_be_hidden()
+
+
+def test_the_session_cookie_is_invisible_to_scripts(server, page):
+    log_in(page, server)
+
+    assert page.evaluate("document.cookie") == ""
+    [cookie] = page.context.cookies()
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == ("rt_admin", True, "Strict")
+
+
+def test_a_vote_shows_in_the_feed_within_2s_and_the_counters_move(server, page):
+    log_in(page, server)
+    votes_before = int(page.text_content("#votes-total").replace(",", ""))
+    deltas_before = int(page.text_content("#deltas-total").replace(",", ""))
+    video_id = ids.video_id()
+
+    vote(server.url, video_id)
+
+    expect(page.locator("#feed")).to_contain_text(video_id, timeout=2_000)
+    expect(page.locator("#votes-total")).to_have_text(str(votes_before + 1), timeout=5_000)
+    expect(page.locator("#deltas-total")).not_to_have_text(str(deltas_before), timeout=5_000)
+
+
+def test_a_lock_from_the_dashboard_reaches_a_live_client_with_locked_true(server, page):
+    video_id = ids.video_id()
+    vote(server.url, video_id)
+    score = wait_until(lambda: (video(server.url, video_id) or {}).get("score"))
+    log_in(page, server)
+
+    with subscribed(server.url) as live:
+        page.select_option("#mod-type", "videos")
+        page.fill("#mod-target", video_id)
+        page.select_option("#mod-action", "lock")
+        page.fill("#mod-reason", "coordinated brigading")
+        page.click("#mod-submit")
+        expect(page.locator("#mod-result")).to_have_attribute("data-ok", "true")
+        delta = live.wait_for(lambda d: d["videoId"] == video_id and d["locked"], timeout=5)
+
+    assert delta["score"] == score
+    expect(page.locator(f'#feed li[data-id="{video_id}"] .badge.locked').first).to_be_visible()
+    expect(page.locator("#audit")).to_contain_text("coordinated brigading")
+
+
+def test_logging_out_returns_to_the_login_form(server, page):
+    log_in(page, server)
+
+    page.click("#logout")
+
+    expect(page.locator("#login")).to_be_visible()
+    status = page.evaluate("fetch('/api/admin/session').then((r) => r.status)")
+    assert status == 401
+
+
+def _load(server_url: str, stop: threading.Event, *, votes: int, seconds: float) -> None:
+    """Votes from a few users on a few dozen videos of four channels, and lookups of them
+    (bounded in count and time)."""
+    users = [ids.user_id() for _ in range(12)]
+    videos = [ids.video_id() for _ in range(40)]
+    categories = ["fully_ai", "ai_voiceover", "ai_visuals", "ai_thumbnails", "ai_assisted"]
+    popular = [ids.video_id() for _ in range(3)]  # looked up often, voted on once
+    for video_id in popular:
+        vote(server_url, video_id)
+    deadline = time.monotonic() + seconds
+    for n in range(votes):
+        if stop.is_set() or time.monotonic() > deadline:
+            return
+        video_id = videos[(n * 7) % len(videos)]
+        vote(
+            server_url,
+            video_id,
+            user_id=users[n % len(users)],
+            category=categories[n % 3 if n % 5 else 3],
+            channelId=f"UCload{n % 4}",
+        )
+        if n % 2:
+            video(server_url, popular[n % len(popular)])  # mostly cache hits
+        time.sleep(0.02)
+
+
+def test_screenshot_of_the_dashboard_under_load(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        client_page = context.new_page()  # a WebSocket client among the connections
+        open_page(client_page, server.url)
+        start_client(client_page)
+        wait_for_status(client_page, "live", transport="ws")
+        stop = threading.Event()
+        load = threading.Thread(
+            target=_load, args=(server.url, stop), kwargs={"votes": 600, "seconds": 20}
+        )
+        with subscribed(server.url), subscribed(server.url):
+            log_in(page, server)
+            load.start()
+            try:
+                page.wait_for_function(
+                    "() => document.querySelectorAll('#feed li').length >= 40"
+                    " && parseFloat(document.getElementById('votes-rate').textContent) > 0",
+                    timeout=15_000,
+                )
+                expect(page.locator("#conn-detail")).to_contain_text("ws 1 · sse 2")
+                expect(page.locator("#top-videos tr").first).to_be_visible(timeout=10_000)
+                page.locator("#top-videos button").first.click()  # prefills a lock
+                page.fill("#mod-reason", "review: burst of votes from new accounts")
+                page.click("#mod-submit")
+                expect(page.locator("#audit")).to_contain_text("burst of votes")
+                expect(page.locator("#cache-ratio")).not_to_have_text("–")
+                page.screenshot(
+                    path=str(ARTIFACTS / "dashboard.png"), full_page=True, animations="disabled"
+                )
+            finally:
+                stop.set()
+                load.join(timeout=30)
+    finally:
+        context.close()
+
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 20_000
