@@ -37,7 +37,13 @@ from realtube_push.api.errors import ApiError
 from realtube_push.push import protocol, resume
 from realtube_push.push.protocol import Codec, Hello, Subscription
 from realtube_push.push.session import Session
-from realtube_push.push.transport import new_session, record_end, record_sent
+from realtube_push.push.transport import (
+    event_stream,
+    new_session,
+    record_end,
+    record_sent,
+    take_slot,
+)
 from realtube_push.services import Services
 from realtube_push.store import admin as admin_store
 
@@ -262,20 +268,18 @@ async def live_admin() -> Response:
     if not same_origin(request.headers.get("Origin"), request.host):
         raise ApiError(403, "UNAUTHORIZED", "Cross-origin admin streams are refused")
     ip = client_ip()
-    if not svc.hub.admit(ip):
-        if not svc.hub.accepting:
-            raise ApiError(503, "INTERNAL_ERROR", "Instance is shutting down")
-        raise ApiError(429, "RATE_LIMITED", "Too many live connections from this address")
+    refusal = take_slot(svc, ip)
+    if refusal is not None:
+        return refusal
     session = new_session(
-        svc, transport="admin", codec=Codec.SSE, subscription=Subscription(), client_ip=ip
+        svc,
+        transport="admin",
+        codec=Codec.SSE,
+        subscription=Subscription(),
+        client_ip=ip,
+        slot_reserved=True,
     )
-    response = Response(
-        _stream(svc, session),
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
-    response.timeout = None
-    return response
+    return await event_stream(_stream(svc, session))
 
 
 @blueprint.get("/api/admin/stats")
@@ -319,3 +323,4 @@ async def _stream(svc: Services, session: Session) -> AsyncIterator[bytes]:
                 return
     finally:
         record_end(svc, session)
+        svc.hub.release(session.client_ip)  # the slot take_slot() reserved

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 from quart import Blueprint, Response, request
 
@@ -12,7 +12,13 @@ from realtube_push.api.errors import ApiError
 from realtube_push.push import protocol, resume
 from realtube_push.push.protocol import Codec, Hello, ProtocolError, Subscription
 from realtube_push.push.session import Session
-from realtube_push.push.transport import new_session, record_end, record_sent, refuse
+from realtube_push.push.transport import (
+    event_stream,
+    new_session,
+    record_end,
+    record_sent,
+    refuse,
+)
 from realtube_push.services import Services
 
 blueprint = Blueprint("live_sse", __name__)
@@ -66,28 +72,7 @@ async def live_sse() -> Response:
         client_ip=ip,
         slot_reserved=True,
     )
-    # The stream owns the slot refuse() took. Start it here, with no await in between: from
-    # its first step on, its ``finally`` gives the slot back, even if Quart never iterates the
-    # body (a started generator is closed when dropped; an unstarted one would just vanish).
-    stream = _stream(svc, session, hello)
-    first = await anext(stream)
-    response = Response(
-        _continue(first, stream),
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-    response.timeout = None  # a live stream has no end; heartbeats keep proxies awake
-    return response
-
-
-async def _continue(first: bytes, stream: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
-    """The started stream as a response body: its first chunk, then the rest."""
-    try:
-        yield first
-        async for chunk in stream:
-            yield chunk
-    finally:
-        await stream.aclose()
+    return await event_stream(_stream(svc, session, hello))
 
 
 async def _stream(svc: Services, session: Session, hello: Hello) -> AsyncGenerator[bytes, None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
+
 from quart import Response
 
 from realtube_push.api.cors import origin_allowed
@@ -19,6 +21,12 @@ def refuse(svc: Services, origin: str | None, client_ip: str) -> Response | None
     """
     if not origin_allowed(origin, svc.settings.cors_origins):
         return error_response(403, "UNAUTHORIZED", "Origin not allowed")
+    return take_slot(svc, client_ip)
+
+
+def take_slot(svc: Services, client_ip: str) -> Response | None:
+    """Reserve one of the address's connection slots, or the refusal (429, or 503 while the
+    instance shuts down)."""
     if not svc.hub.reserve(client_ip):
         if not svc.hub.accepting:
             return error_response(503, "INTERNAL_ERROR", "Instance is shutting down")
@@ -76,3 +84,30 @@ def record_end(svc: Services, session: Session) -> None:
         svc.metrics.live_conflated.inc(session.stats.conflated)
     if session.resync_reason == "slow":
         svc.metrics.live_resyncs.labels("slow").inc()
+
+
+async def event_stream(stream: AsyncGenerator[bytes, None]) -> Response:
+    """An SSE response for a stream that owns a connection slot.
+
+    The stream is started here, before the response exists: from its first step on, its
+    ``finally`` gives the slot back, even if Quart never iterates the body (a started
+    generator is closed when dropped; an unstarted one would just vanish, slot and all).
+    """
+    first = await anext(stream)
+    response = Response(
+        _continue(first, stream),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.timeout = None  # a live stream has no end; heartbeats keep proxies awake
+    return response
+
+
+async def _continue(first: bytes, stream: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """The started stream as a response body: its first chunk, then the rest."""
+    try:
+        yield first
+        async for chunk in stream:
+            yield chunk
+    finally:
+        await stream.aclose()
