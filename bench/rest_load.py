@@ -128,12 +128,19 @@ async def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--processes", default="1", help="WEB_CONCURRENCY of the server")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     with stack() as st:
         # one database per run keeps counts exact
-        server = start_server(st, SCORE_DEBOUNCE_MS="20", DB_POOL_MAX="20", DB_POOL_MIN="10")
+        server = start_server(
+            st,
+            SCORE_DEBOUNCE_MS="20",
+            DB_POOL_MAX="20",
+            DB_POOL_MIN="10",
+            WEB_CONCURRENCY=args.processes,
+        )
         try:
             hashes = await seed(st.database_url, args.videos)
             run = lambda url, script=None: wrk(  # noqa: E731

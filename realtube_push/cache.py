@@ -111,6 +111,19 @@ return 0
 """
 GENERATION_TTL_SECONDS = 86_400
 
+# Bump each key's generation, drop the key, broadcast: one command from Python instead of a
+# pipeline of 2n+2 (packing that pipeline was a fifth of a vote's CPU time).
+_INVALIDATE = """
+local n = #KEYS / 2
+for i = 1, n do
+  redis.call('INCR', KEYS[n + i])
+  redis.call('EXPIRE', KEYS[n + i], ARGV[3])
+end
+redis.call('DEL', unpack(KEYS, 1, n))
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return n
+"""
+
 
 class Cache:
     """JSON values with the seed's TTLs, and their invalidation.
@@ -127,6 +140,7 @@ class Cache:
         self.video_ttl = video_ttl
         self.channel_ttl = channel_ttl
         self._fill = redis.register_script(_FILL_IF_CURRENT)
+        self._invalidate = redis.register_script(_INVALIDATE)
 
     async def lookup(self, key: str) -> Lookup:
         """The cached value and generation (one round trip); a miss when Redis fails."""
@@ -177,10 +191,7 @@ class Cache:
         if not keys:
             return
         message = orjson.dumps({"videos": [v for v, _ in video_list], "channels": channel_list})
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.incr(f"{key}:gen")
-                pipe.expire(f"{key}:gen", GENERATION_TTL_SECONDS)
-            pipe.delete(*keys)
-            pipe.publish(self.keys.invalidate_channel, message)
-            await pipe.execute()
+        await self._invalidate(
+            keys=keys + [f"{key}:gen" for key in keys],
+            args=[self.keys.invalidate_channel, message, GENERATION_TTL_SECONDS],
+        )

@@ -42,17 +42,20 @@ class VoteOutcome:
     user_trust: float
 
 
-_UPSERT_USER = """
-INSERT INTO users (user_id, trust_score) VALUES ($1, $2)
-ON CONFLICT (user_id) DO UPDATE SET last_active = now()
-RETURNING trust_score, is_vip, is_shadowbanned
-"""
-
 # Taken first in a vote's transaction and held to commit (see the module docstring). The no-op
 # update is what locks a row that is already queued; the first enqueue time is kept.
 _HOLD_QUEUE = """
 INSERT INTO score_queue (video_id) VALUES ($1)
 ON CONFLICT (video_id) DO UPDATE SET enqueued_at = score_queue.enqueued_at
+"""
+
+# The queue hold and the voter's row in one round trip. Neither is the video row, so their
+# order within the statement does not matter for the queue-row-then-video lock order.
+_HOLD_QUEUE_AND_UPSERT_USER = f"""
+WITH hold AS ({_HOLD_QUEUE})
+INSERT INTO users (user_id, trust_score) VALUES ($2, $3)
+ON CONFLICT (user_id) DO UPDATE SET last_active = now()
+RETURNING trust_score, is_vip, is_shadowbanned
 """
 
 # One statement: video (with the channel's auto-flag prior when new), the vote under
@@ -109,8 +112,9 @@ async def cast_vote(
     harmless.
     """
     async with conn.transaction():
-        await conn.execute(_HOLD_QUEUE, video_id)
-        user = await conn.fetchrow(_UPSERT_USER, user_id, NEW_ACCOUNT_TRUST)
+        user = await conn.fetchrow(
+            _HOLD_QUEUE_AND_UPSERT_USER, video_id, user_id, NEW_ACCOUNT_TRUST
+        )
         assert user is not None
         is_vip = bool(user["is_vip"])
         banned = bool(user["is_shadowbanned"])
