@@ -155,7 +155,7 @@ async def run(
                 for worker in BACKGROUND_WORKERS:
                     tg.start_soon(worker, svc)
             if serve_http:
-                tg.start_soon(svc.hub.run)
+                tg.start_soon(partial(svc.hub.run, sweep_seconds=_sweep_seconds(settings)))
                 tg.start_soon(BusSubscriber(svc, svc.hub).run)
                 tg.start_soon(live_admin.publish_stats, svc)
             if on_ready is not None:
@@ -178,6 +178,12 @@ async def run(
                         log.warning("score_queue_flush_failed", exc_info=True)
             tg.cancel_scope.cancel()
     log.info("stopped", instance=settings.instance_id)
+
+
+def _sweep_seconds(settings: Settings) -> float:
+    """How often the hub looks at its sessions' timers: half the shortest one, 50 ms..1 s."""
+    shortest = min(settings.live_heartbeat_seconds, settings.live_empty_flush_seconds)
+    return max(0.05, min(1.0, shortest / 2))
 
 
 async def _live_clients_leave(svc: Services, stop: anyio.Event) -> None:

@@ -13,6 +13,7 @@ Promises:
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 
 import anyio
@@ -101,8 +102,23 @@ class Hub:
     def connections_by_transport(self) -> Counter[str]:
         return Counter(s.transport for s in self.sessions)
 
-    async def run(self) -> None:
-        """Fan out forever: each pass takes everything that arrived since the last one."""
+    async def run(self, *, sweep_seconds: float = 0.5) -> None:
+        """Fan out forever (each pass takes everything that arrived since the last one), and
+        sweep the sessions' timers every ``sweep_seconds``."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._sweep, sweep_seconds)
+            await self._fan_out_forever()
+
+    async def _sweep(self, interval: float) -> None:
+        # One loop over all sessions instead of a timer per session: heartbeats, empty-frame
+        # flushes and stuck sends are all due at most ``interval`` late.
+        while True:
+            await anyio.sleep(interval)
+            now = time.monotonic()
+            for session in list(self.sessions):
+                session.tick(now)
+
+    async def _fan_out_forever(self) -> None:
         while True:
             await self._inbox_ready.wait()
             self._inbox_ready = anyio.Event()

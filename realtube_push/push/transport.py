@@ -61,6 +61,7 @@ def new_session(
             max_pending_deltas=s.live_max_pending_deltas,
             heartbeat_seconds=s.live_heartbeat_seconds,
             empty_flush_seconds=s.live_empty_flush_seconds,
+            send_timeout_seconds=s.live_send_timeout_seconds,
         ),
     )
 
