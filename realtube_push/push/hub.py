@@ -23,9 +23,12 @@ import structlog
 from realtube_push.push import protocol
 from realtube_push.push.frames import Batch, Frame, frame_for, merge_batches
 from realtube_push.push.protocol import Subscription
-from realtube_push.push.session import Session
+from realtube_push.push.session import Backlog, Session
 
 log = structlog.get_logger("realtube.hub")
+
+MAX_PACE_SECONDS = 0.25
+BUSY_FRACTION = 10  # "most sessions busy" = more than one in ten with frames waiting
 
 
 class Hub:
@@ -44,6 +47,7 @@ class Hub:
         self._emptied = anyio.Event()
         self.published = 0
         self.passes = 0
+        self.backlog = Backlog()
 
     def reset(self, epoch: str, seq: int) -> None:
         """Start (or restart after an epoch change) at ``(epoch, seq)``."""
@@ -82,12 +86,14 @@ class Hub:
         self.sessions.add(session)
         if not session.slot_reserved:
             self._per_ip[session.client_ip] += 1
+        session.backlog = self.backlog
         return self.epoch, self.seq
 
     def unregister(self, session: Session) -> None:
         """Remove a session (idempotent)."""
         if session in self.sessions:
             self.sessions.discard(session)
+            session.detach()
             if not session.slot_reserved:
                 self.release(session.client_ip)
             if not self.sessions:
@@ -128,6 +134,15 @@ class Hub:
             self.fan_out(merge_batches(batches))
             # let writers run before the next pass, so a burst gets merged
             await anyio.lowlevel.checkpoint()
+            await self._pace()
+
+    async def _pace(self) -> None:
+        """Adaptive batching: while most sessions still have frames waiting, hold the next
+        pass (up to ``MAX_PACE_SECONDS``) so the batches arriving meanwhile leave as one shared
+        frame, instead of each busy session conflating its own (an encoding per session)."""
+        await self.backlog.wait_below(
+            max(1, len(self.sessions) // BUSY_FRACTION), at_most=MAX_PACE_SECONDS
+        )
 
     def fan_out(self, batch: Batch) -> None:
         """Offer ``batch`` to every session, one shared frame per subscription."""

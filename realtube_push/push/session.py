@@ -48,6 +48,31 @@ class Outgoing:
     close_code: int | None = None
 
 
+class Backlog:
+    """How many of a hub's sessions have frames waiting (kept by the sessions themselves)."""
+
+    __slots__ = ("_below", "count", "threshold")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.threshold = 0
+        self._below: anyio.Event | None = None
+
+    def changed(self, delta: int) -> None:
+        self.count += delta
+        if self._below is not None and self.count <= self.threshold:
+            self._below.set()
+
+    async def wait_below(self, threshold: int, *, at_most: float) -> None:
+        """Until at most ``threshold`` sessions have frames waiting, or ``at_most`` seconds."""
+        if self.count <= threshold:
+            return
+        self.threshold, self._below = threshold, anyio.Event()
+        with anyio.move_on_after(at_most):
+            await self._below.wait()
+        self._below = None
+
+
 class SessionStats:
     """Counters the hub turns into metrics."""
 
@@ -92,6 +117,10 @@ class Session:
         # set by the transport: when the current send started, and how to abort a stuck one
         self.sending_since: float | None = None
         self.on_stuck: Callable[[], None] | None = None
+        # the hub's count of sessions with frames waiting; this session is in it while
+        # ``_counted`` is true
+        self.backlog: Backlog | None = None
+        self._counted = False
 
     @property
     def queued_frames(self) -> int:
@@ -129,7 +158,21 @@ class Session:
                 self.resync("slow")
                 return
             self._queue.append(merged)
+        self._recount()
         self._wake.set()
+
+    def detach(self) -> None:
+        """Leave the hub's backlog count (the session is going away)."""
+        if self._counted and self.backlog is not None:
+            self.backlog.changed(-1)
+        self._counted = False
+        self.backlog = None
+
+    def _recount(self) -> None:
+        waiting = bool(self._queue)
+        if waiting != self._counted and self.backlog is not None:
+            self.backlog.changed(1 if waiting else -1)
+            self._counted = waiting
 
     def send_control(self, frame: dict) -> None:
         """Queue a small control frame (pong) ahead of deltas."""
@@ -140,6 +183,7 @@ class Session:
         """Drop the backlog and end the session with a resync notice."""
         if self._final is None:
             self._queue.clear()
+            self._recount()
             self.resync_reason = reason
             self._final = (
                 protocol.resync(epoch=self.epoch, seq=self.sent_to, reason=reason),
@@ -171,7 +215,9 @@ class Session:
                 head = self._queue[0]
                 if head.first > self.sent_to + 1:
                     return self._sent(empty_frame(self.epoch, self.sent_to + 1, head.first - 1))
-                return self._sent(self._queue.popleft())
+                frame = self._queue.popleft()
+                self._recount()
+                return self._sent(frame)
             if self.offered_to > self.sent_to and (
                 now - self._last_sent >= self.limits.empty_flush_seconds
             ):
