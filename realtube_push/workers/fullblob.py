@@ -31,12 +31,11 @@ from realtube_push.domain.views import iso
 from realtube_push.services import Services
 from realtube_push.store import fullblob as blob_store
 from realtube_push.store import synclog
-from realtube_push.workers.transient import TRANSIENT_ERRORS
+from realtube_push.workers.periodic import run_periodically
 
 log = structlog.get_logger("realtube.fullblob")
 
 GZIP_LEVEL: Final = 6
-RETRY_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +105,10 @@ async def rebuild(svc: Services, *, force: bool = False) -> bool:
 
 
 async def run(svc: Services) -> None:
-    """Rebuild at start (if needed) and then every ``full_blob_interval_seconds`` when moved.
-
-    Database failures are logged and retried after a short pause; cancellation propagates.
-    """
-    while True:
-        try:
-            await rebuild(svc)
-        except TRANSIENT_ERRORS:
-            log.warning("full_blob_rebuild_failed", exc_info=True)
-            await anyio.sleep(RETRY_SECONDS)
-            continue
-        svc.status.mark_run("full_blob_worker")
-        await anyio.sleep(svc.settings.full_blob_interval_seconds)
+    """Rebuild at start (if needed) and then every ``full_blob_interval_seconds`` when moved."""
+    await run_periodically(
+        svc,
+        name="full_blob_worker",
+        interval=svc.settings.full_blob_interval_seconds,
+        job=lambda: rebuild(svc),
+    )

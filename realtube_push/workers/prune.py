@@ -9,18 +9,13 @@ deletes of the same rows serialise, and ``pruned_through`` only ever grows.
 
 from __future__ import annotations
 
-from typing import Final
-
-import anyio
 import structlog
 
 from realtube_push.services import Services
 from realtube_push.store import synclog
-from realtube_push.workers.transient import TRANSIENT_ERRORS
+from realtube_push.workers.periodic import run_periodically
 
 log = structlog.get_logger("realtube.prune")
-
-RETRY_SECONDS: Final = 5.0
 
 
 async def prune_once(svc: Services) -> int:
@@ -29,18 +24,16 @@ async def prune_once(svc: Services) -> int:
 
 
 async def run(svc: Services) -> None:
-    """Prune at start and then every ``prune_interval_seconds``.
+    """Prune at start and then every ``prune_interval_seconds``."""
 
-    Database failures are logged and retried after a short pause; cancellation propagates.
-    """
-    while True:
-        try:
-            removed = await prune_once(svc)
-        except TRANSIENT_ERRORS:
-            log.warning("prune_failed", exc_info=True)
-            await anyio.sleep(RETRY_SECONDS)
-            continue
-        svc.status.mark_run("prune_worker")
+    async def prune_and_report() -> None:
+        removed = await prune_once(svc)
         if removed:
             log.info("sync_log_pruned", deltas=removed)
-        await anyio.sleep(svc.settings.prune_interval_seconds)
+
+    await run_periodically(
+        svc,
+        name="prune_worker",
+        interval=svc.settings.prune_interval_seconds,
+        job=prune_and_report,
+    )

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-import anyio
 import structlog
 
 from realtube_push.domain.trust import (
@@ -26,12 +25,11 @@ from realtube_push.domain.trust import (
 from realtube_push.services import Services
 from realtube_push.store import users as user_store
 from realtube_push.store.users import TrustInputs, TrustWrite
-from realtube_push.workers.transient import TRANSIENT_ERRORS
+from realtube_push.workers.periodic import run_periodically
 
 log = structlog.get_logger("realtube.trust")
 
 PAGE_SIZE: Final = 1_000
-RETRY_SECONDS: Final = 5.0
 
 
 def plan_page(users: Sequence[TrustInputs]) -> list[TrustWrite]:
@@ -69,17 +67,14 @@ async def refresh(svc: Services, *, page_size: int = PAGE_SIZE) -> int:
 
 
 async def run(svc: Services) -> None:
-    """Refresh trust at start and then every ``trust_interval_seconds``.
+    """Refresh trust at start and then every ``trust_interval_seconds``."""
 
-    Database failures are logged and retried after a short pause; cancellation propagates.
-    """
-    while True:
-        try:
-            updated = await refresh(svc)
-        except TRANSIENT_ERRORS:
-            log.warning("trust_refresh_failed", exc_info=True)
-            await anyio.sleep(RETRY_SECONDS)
-            continue
-        svc.status.mark_run("trust_worker")
-        log.info("trust_refreshed", users=updated)
-        await anyio.sleep(svc.settings.trust_interval_seconds)
+    async def refresh_and_report() -> None:
+        log.info("trust_refreshed", users=await refresh(svc))
+
+    await run_periodically(
+        svc,
+        name="trust_worker",
+        interval=svc.settings.trust_interval_seconds,
+        job=refresh_and_report,
+    )
