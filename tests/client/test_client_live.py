@@ -193,6 +193,14 @@ async def test_bucketed_client_gets_only_its_buckets_but_its_cursor_reaches_the_
             await api.vote(server.url, video)
         with anyio.fail_after(DEADLINE):
             await client.wait_until(has_videos(*inside))
+
+        async def all_scored() -> bool:
+            # the outside votes are posted last: wait until the server has scored them too,
+            # or the client may settle at a cursor from before their deltas
+            held = {v["videoId"] for v in (await api.full(server.url))["videos"]}
+            return held >= set(inside + outside)
+
+        await eventually(all_scored, timeout=DEADLINE, what="every vote scored")
         doc = await api.settled(server.url, client)
         epoch, last_seq = await api.last_seq(server.url)
         cursor = client.cache.cursor
