@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from realtube_push.config import Settings
-from realtube_push.domain.ids import entity_hash
 from realtube_push.services import Services, open_services
 from realtube_push.store import synclog
-from realtube_push.store import votes as vote_store
 from realtube_push.workers import score
 from tests.support import ids
 from tests.support.api import vote
@@ -30,6 +27,7 @@ from tests.support.live import (
     sync_log,
     ws_subscriber,
 )
+from tests.support.votes import cast
 
 pytestmark = pytest.mark.anyio
 
@@ -143,20 +141,8 @@ class Unpublished(Services):
 
 async def cast_and_score(svc: Services, videos: list[str]) -> None:
     """Votes cast straight into PostgreSQL, scored by one batch of this process's worker."""
-    async with svc.pool.acquire() as conn:
-        for video in videos:
-            await vote_store.cast_vote(
-                conn,
-                video_id=video,
-                video_hash=entity_hash(video),
-                user_id=ids.user_id(),
-                category="fully_ai",
-                cast_at=datetime.now(UTC),
-                channel_id=None,
-                channel_hash=None,
-                ip_hash=None,
-                user_agent=None,
-            )
+    for video in videos:
+        await cast(svc.pool, video, ids.user_id())
     assert await score.process_batch(svc) == len(videos)
 
 

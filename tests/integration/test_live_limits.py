@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import anyio
 import anyio.to_thread
@@ -16,9 +15,7 @@ import msgpack
 import pytest
 from httpx_ws import WebSocketUpgradeError
 
-from realtube_push.domain.ids import entity_hash
 from realtube_push.store import scores
-from realtube_push.store import votes as vote_store
 from tests.support import ids
 from tests.support.live import (
     JSON,
@@ -41,6 +38,7 @@ from tests.support.live import (
 from tests.support.polling import eventually
 from tests.support.servers import Server
 from tests.support.shared import module_servers
+from tests.support.votes import cast_on_fresh_users
 
 pytestmark = pytest.mark.anyio
 
@@ -330,23 +328,7 @@ async def test_bad_sse_parameters_are_400_in_the_rest_error_format(server, param
 async def cast_many(database_url: str, count: int) -> list[str]:
     """Votes on ``count`` fresh videos, straight into PostgreSQL (NOTIFY wakes the worker)."""
     videos = [ids.video_id() for _ in range(count)]
-    conn = await asyncpg.connect(database_url)
-    try:
-        for video in videos:
-            await vote_store.cast_vote(
-                conn,
-                video_id=video,
-                video_hash=entity_hash(video),
-                user_id=ids.user_id(),
-                category="fully_ai",
-                cast_at=datetime.now(UTC),
-                channel_id=None,
-                channel_hash=None,
-                ip_hash=None,
-                user_agent=None,
-            )
-    finally:
-        await conn.close()
+    await cast_on_fresh_users(database_url, videos)
     await settled_position(database_url)
     return videos
 

@@ -15,17 +15,13 @@ import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import anyio
 import anyio.to_thread
-import asyncpg
 import httpx
 import pytest
 from hypothesis import strategies as st
 
-from realtube_push.domain.ids import entity_hash
-from realtube_push.store import votes as vote_store
 from tests.support import ids
 from tests.support.api import vote
 from tests.support.live import (
@@ -44,6 +40,7 @@ from tests.support.live import (
 )
 from tests.support.properties import for_all
 from tests.support.servers import Server, ServerFactory
+from tests.support.votes import cast_on_fresh_users
 
 pytestmark = pytest.mark.anyio
 
@@ -205,23 +202,7 @@ class VoteFlow:
 
 async def cast_into_database(database_url: str, videos: list[str]) -> None:
     """Votes cast straight into PostgreSQL (the score worker wakes on their NOTIFY)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        for video in videos:
-            await vote_store.cast_vote(
-                conn,
-                video_id=video,
-                video_hash=entity_hash(video),
-                user_id=ids.user_id(),
-                category="fully_ai",
-                cast_at=datetime.now(UTC),
-                channel_id=None,
-                channel_hash=None,
-                ip_hash=None,
-                user_agent=None,
-            )
-    finally:
-        await conn.close()
+    await cast_on_fresh_users(database_url, videos)
 
 
 async def visit(world: World, leg: Leg, dataset: Dataset, voters: Voters, keep_data: bool) -> None:

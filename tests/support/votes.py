@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 import asyncpg
@@ -34,6 +35,28 @@ async def cast(
             ip_hash=None,
             user_agent=None,
         )
+
+
+async def cast_on_fresh_users(database_url: str, videos: list[str]) -> None:
+    """One ``fully_ai`` vote per video, each by a new user, over one direct connection (the
+    score worker of whichever server uses the database wakes on their NOTIFY)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for video in videos:
+            await vote_store.cast_vote(
+                conn,
+                video_id=video,
+                video_hash=entity_hash(video),
+                user_id=secrets.token_hex(32),
+                category="fully_ai",
+                cast_at=datetime.now(UTC),
+                channel_id=None,
+                channel_hash=None,
+                ip_hash=None,
+                user_agent=None,
+            )
+    finally:
+        await conn.close()
 
 
 async def withdraw(db: asyncpg.Pool, video_id: str, user_id: str) -> bool:
