@@ -15,7 +15,7 @@ import pytest
 from realtube_push.config import Settings
 from realtube_push.services import Services, open_services
 from realtube_push.store import db
-from tests.support.databases import Stack, database_url_for
+from tests.support.databases import Stack, database_url_for, scratch_database
 from tests.support.servers import ServerFactory
 
 
@@ -67,18 +67,8 @@ def template_database(stack: Stack) -> str:
 @pytest.fixture
 async def database_url(stack: Stack, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database of this test's own."""
-    name = f"rt_t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(stack.admin_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    finally:
-        await admin.close()
-    yield database_url_for(stack.admin_database_url, name)
-    admin = await asyncpg.connect(stack.admin_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(stack, prefix="rt_t", template=template_database) as url:
+        yield url
 
 
 @pytest.fixture

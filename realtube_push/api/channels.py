@@ -9,7 +9,7 @@ from quart import Blueprint
 from realtube_push.api.context import client_ip, enforce_limit, services
 from realtube_push.api.errors import ApiError
 from realtube_push.domain.ids import is_channel_id
-from realtube_push.domain.views import channel_object
+from realtube_push.domain.views import channel_object_from_row
 from realtube_push.ratelimit import Limit
 from realtube_push.store import channels as channel_store
 
@@ -28,16 +28,7 @@ async def get_channel(channel_id: str) -> tuple[dict[str, Any], int]:
         row = await channel_store.get_channel(svc.pool, channel_id)
         if row is None:
             return None
-        return channel_object(
-            channel_id=row["channel_id"],
-            score=row["score"],
-            total_videos=row["total_videos"],
-            flagged_videos=row["flagged_videos"],
-            top_categories=row["top_categories"],
-            locked=row["locked"],
-            auto_flag=row["auto_flag_new"],
-            last_updated=row["last_updated"],
-        )
+        return channel_object_from_row(row)
 
     obj, hit = await svc.cache.read_through(
         svc.keys.channel(channel_id), svc.cache.channel_ttl, load

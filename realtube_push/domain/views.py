@@ -102,6 +102,20 @@ def channel_object(
     }
 
 
+def channel_object_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The REST channel object from a ``channels`` row (any mapping keyed by column name)."""
+    return channel_object(
+        channel_id=row["channel_id"],
+        score=row["score"],
+        total_videos=row["total_videos"],
+        flagged_videos=row["flagged_videos"],
+        top_categories=row["top_categories"],
+        locked=row["locked"],
+        auto_flag=row["auto_flag_new"],
+        last_updated=row["last_updated"],
+    )
+
+
 def channel_delta(channel: Mapping[str, Any], *, action: str) -> dict[str, Any]:
     """A channel as deltas carry it: the REST object plus the action."""
     return {**channel, "action": action}

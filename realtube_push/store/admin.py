@@ -28,7 +28,7 @@ from typing import Any, Literal
 import asyncpg
 
 from realtube_push.domain.ids import entity_hash
-from realtube_push.domain.views import channel_delta, channel_object
+from realtube_push.domain.views import channel_delta, channel_object_from_row
 from realtube_push.store import channels as channel_store
 from realtube_push.store import scores as score_store
 from realtube_push.store import synclog
@@ -120,16 +120,7 @@ async def set_channel_lock(
         await channel_store.enqueue(conn, [channel_id])
         batch = None
         if row["score"] > 0:  # in the synced dataset: clients hold it and must hear of this
-            public = channel_object(
-                channel_id=row["channel_id"],
-                score=row["score"],
-                total_videos=row["total_videos"],
-                flagged_videos=row["flagged_videos"],
-                top_categories=row["top_categories"],
-                locked=row["locked"],
-                auto_flag=row["auto_flag_new"],
-                last_updated=row["last_updated"],
-            )
+            public = channel_object_from_row(row)
             batch = await synclog.append(
                 conn,
                 [

@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple
 
 import asyncpg
 
-from realtube_push.domain.views import channel_object, video_delta
+from realtube_push.domain.views import channel_object_from_row, video_delta
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +93,7 @@ async def build(conn: asyncpg.Connection) -> FullDataset:
             )
             for r in await conn.fetch(_VIDEOS)
         ]
-        channels = [
-            channel_object(
-                channel_id=r["channel_id"],
-                score=r["score"],
-                total_videos=r["total_videos"],
-                flagged_videos=r["flagged_videos"],
-                top_categories=r["top_categories"],
-                locked=r["locked"],
-                auto_flag=r["auto_flag_new"],
-                last_updated=r["last_updated"],
-            )
-            for r in await conn.fetch(_CHANNELS)
-        ]
+        channels = [channel_object_from_row(r) for r in await conn.fetch(_CHANNELS)]
     return FullDataset(
         epoch=meta["epoch"], cursor=int(meta["last_seq"]), videos=videos, channels=channels
     )

@@ -26,7 +26,7 @@ from realtube_push.domain.ids import entity_hash
 from realtube_push.export import find_pg_tool
 from realtube_push.store import votes as vote_store
 from tests.support import ids
-from tests.support.databases import database_url_for
+from tests.support.databases import scratch_database
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.anyio
@@ -127,18 +127,8 @@ async def exported(database_url: str, seeded: Seeded, tmp_path: Path) -> Path:
 @pytest.fixture
 async def empty_database(stack) -> AsyncIterator[str]:
     """A database with nothing in it (not even our schema), dropped afterwards."""
-    name = f"rt_restore_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(stack.admin_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-    finally:
-        await admin.close()
-    yield database_url_for(stack.admin_database_url, name)
-    admin = await asyncpg.connect(stack.admin_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(stack, prefix="rt_restore", template="template0") as url:
+        yield url
 
 
 async def pg_restore(*args: str) -> bytes:
