@@ -1,10 +1,10 @@
 """The application, assembled in one visible place, and its lifecycle.
 
-``create_app`` lists every blueprint and hook. ``run`` owns the process: it opens the
-services, starts every background task in one AnyIO task group, serves HTTP with Hypercorn
-until SIGTERM/SIGINT, then shuts down in order: stop accepting and finish in-flight
-requests (``SHUTDOWN_GRACE_SECONDS`` cap), flush the score queue, cancel and await the
-background tasks, close Redis and the pool.
+``create_app`` lists every blueprint and hook (and the one route served beside Quart).
+``run`` owns the process: it opens the services, starts every background task in one AnyIO
+task group, serves HTTP with Hypercorn until SIGTERM/SIGINT, then shuts down in order: stop
+accepting and finish in-flight requests (``SHUTDOWN_GRACE_SECONDS`` cap), flush the score
+queue, cancel and await the background tasks, close Redis and the pool.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ BLUEPRINTS = (
     sync.blueprint,
     health.blueprint,
     export.blueprint,
-    ws.blueprint,
     sse.blueprint,
     admin.blueprint,
     live_admin.blueprint,
@@ -94,6 +93,8 @@ def create_app(svc: Services) -> Quart:
     cors.install(app, svc.settings.cors_origins)
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    # the live WebSocket is served beside Quart, not through it (push/ws.py says why)
+    app.asgi_app = ws.LiveWebSocketRoute(app.asgi_app, svc)  # type: ignore[method-assign]
     return app
 
 

@@ -75,6 +75,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 f"Redis unreachable at {_redact(settings.redis_url)}: {exc}"
             ) from exc
         keys = Keys(settings.redis_namespace)
+        metrics = Metrics()
         yield Services(
             settings=settings,
             database_url=settings.database_url,
@@ -88,11 +89,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 channel_ttl=settings.channel_cache_ttl,
             ),
             limiter=RateLimiter(redis, keys, enabled=settings.rate_limits_enabled),
-            metrics=Metrics(),
+            metrics=metrics,
             status=Status(),
             hub=Hub(
                 instance=settings.instance_id,
                 max_per_ip=settings.live_max_connections_per_ip,
+                observe_lag=metrics.live_fanout_lag.observe,
             ),
         )
     finally:

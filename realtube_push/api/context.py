@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Sequence
 
 from quart import current_app, g, has_websocket_context, request, websocket
 from quart.wrappers import BaseRequestWebsocket
@@ -17,6 +18,8 @@ from quart.wrappers import BaseRequestWebsocket
 from realtube_push.api.errors import ApiError
 from realtube_push.ratelimit import Limit, Verdict
 from realtube_push.services import Services
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def services() -> Services:
@@ -35,27 +38,34 @@ def client_ip() -> str:
     cached: str | None = g.get("client_ip")
     if cached is not None:
         return cached
-    svc = services()
     incoming = _incoming()
-    peer = incoming.remote_addr or "unknown"
-    ip = peer
-    if svc.settings.proxy_networks and _trusted(peer, svc):
-        header = incoming.headers.get("X-Forwarded-For", "")
-        forwarded = [p.strip() for p in header.split(",")]
-        for hop in reversed([p for p in forwarded if p]):
-            ip = hop
-            if not _trusted(hop, svc):
-                break
+    ip = resolve_client_ip(
+        incoming.remote_addr,
+        incoming.headers.get("X-Forwarded-For", ""),
+        services().settings.proxy_networks,
+    )
     g.client_ip = ip
     return ip
 
 
-def _trusted(address: str, svc: Services) -> bool:
+def resolve_client_ip(peer: str | None, forwarded_for: str, proxies: Sequence[IPNetwork]) -> str:
+    """The client address from the TCP peer and its ``X-Forwarded-For`` (module docstring)."""
+    ip = peer or "unknown"
+    if proxies and _trusted(ip, proxies):
+        forwarded = [p.strip() for p in forwarded_for.split(",")]
+        for hop in reversed([p for p in forwarded if p]):
+            ip = hop
+            if not _trusted(hop, proxies):
+                break
+    return ip
+
+
+def _trusted(address: str, proxies: Sequence[IPNetwork]) -> bool:
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(parsed in net for net in svc.settings.proxy_networks)
+    return any(parsed in net for net in proxies)
 
 
 def ip_hash() -> str:

@@ -48,15 +48,24 @@ class ApiError(Exception):
         self.retry_after = retry_after
         self.headers = headers or {}
 
+    def document(self) -> dict[str, Any]:
+        """The error as the contract's JSON document."""
+        return error_document(self.code, self.message, retry_after=self.retry_after)
+
+
+def error_document(code: str, message: str, *, retry_after: int | None = None) -> dict[str, Any]:
+    """``{"error": {...}}`` in the contract's error format."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if retry_after is not None:
+        body["retryAfter"] = retry_after
+    return {"error": body}
+
 
 def error_response(
     status: int, code: str, message: str, *, retry_after: int | None = None
 ) -> Response:
     """A response in the contract's error format."""
-    body: dict[str, Any] = {"code": code, "message": message}
-    if retry_after is not None:
-        body["retryAfter"] = retry_after
-    response = jsonify({"error": body})
+    response = jsonify(error_document(code, message, retry_after=retry_after))
     response.status_code = status
     return response
 

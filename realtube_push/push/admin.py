@@ -270,7 +270,7 @@ async def live_admin() -> Response:
     ip = client_ip()
     refusal = take_slot(svc, ip)
     if refusal is not None:
-        return refusal
+        raise refusal
     session = new_session(
         svc,
         transport="admin",

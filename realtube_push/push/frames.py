@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtube_push.push import protocol
+from realtube_push.push.direct import ws_message
 from realtube_push.push.protocol import Codec, Subscription
 
 
@@ -74,7 +75,16 @@ def merge_batches(batches: Sequence[Batch]) -> Batch:
 class Frame:
     """A ``deltas`` frame for one subscription, with cached encodings."""
 
-    __slots__ = ("_encoded", "channels", "epoch", "first", "last", "published_at", "videos")
+    __slots__ = (
+        "_encoded",
+        "_wire",
+        "channels",
+        "epoch",
+        "first",
+        "last",
+        "published_at",
+        "videos",
+    )
 
     def __init__(
         self,
@@ -92,6 +102,7 @@ class Frame:
         self.channels = channels
         self.published_at = published_at
         self._encoded: dict[Codec, bytes | str] = {}
+        self._wire: dict[Codec, bytes] = {}
 
     @property
     def size(self) -> int:
@@ -103,6 +114,13 @@ class Frame:
         cached = self._encoded.get(codec)
         if cached is None:
             cached = self._encoded[codec] = protocol.encode(self.as_dict(), codec)
+        return cached
+
+    def wire(self, codec: Codec) -> bytes:
+        """The frame as one complete WebSocket message in ``codec``, framed once."""
+        cached = self._wire.get(codec)
+        if cached is None:
+            cached = self._wire[codec] = ws_message(self.encoded(codec))
         return cached
 
     def as_dict(self) -> dict[str, Any]:

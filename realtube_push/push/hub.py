@@ -5,8 +5,10 @@ Promises:
   hands each session every batch after the position it was registered at, in order;
 - a batch becomes one frame per distinct subscription, encoded once and shared by every
   session with that subscription;
-- while a fan-out pass runs, newly arrived batches wait and are merged into the next pass,
-  so a burst costs one pass, not one per batch;
+- while a fan-out pass runs, and for a pause after it proportional to its cost, newly
+  arrived batches wait and are merged into the next pass: a burst costs one pass, not one
+  per batch, and the fan-out takes at most about a third of the event loop, however many
+  sessions there are (more sessions -> fewer, larger frames, not a growing queue);
 - an epoch change (the log was reset) makes every session resync.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import anyio
 import anyio.lowlevel
@@ -28,14 +31,23 @@ from realtube_push.push.session import Backlog, Session
 log = structlog.get_logger("realtube.hub")
 
 MAX_PACE_SECONDS = 0.25
+PACE_FACTOR = 2.0  # pause after a pass = this x the pass's duration (up to MAX_PACE_SECONDS)
 BUSY_FRACTION = 10  # "most sessions busy" = more than one in ten with frames waiting
+PASS_CHUNK = 500  # sessions offered a frame between two yields to the event loop
 
 
 class Hub:
     """Sessions of this instance and the fan-out of batches to them."""
 
-    def __init__(self, *, instance: str, max_per_ip: int) -> None:
+    def __init__(
+        self,
+        *,
+        instance: str,
+        max_per_ip: int,
+        observe_lag: Callable[[float], None] | None = None,
+    ) -> None:
         self.instance = instance
+        self.observe_lag = observe_lag
         self.max_per_ip = max_per_ip
         self.epoch = ""
         self.seq = 0  # last seq fanned out to sessions
@@ -131,33 +143,53 @@ class Hub:
             if not self._inbox:
                 continue
             batches, self._inbox = self._inbox, []
-            self.fan_out(merge_batches(batches))
-            # let writers run before the next pass, so a burst gets merged
+            started = time.perf_counter()
+            await self.fan_out(merge_batches(batches))
+            # let writer tasks (pull mode) run before the next pass, so a burst gets merged
             await anyio.lowlevel.checkpoint()
-            await self._pace()
+            await self._pace(time.perf_counter() - started)
 
-    async def _pace(self) -> None:
-        """Adaptive batching: while most sessions still have frames waiting, hold the next
-        pass (up to ``MAX_PACE_SECONDS``) so the batches arriving meanwhile leave as one shared
-        frame, instead of each busy session conflating its own (an encoding per session)."""
+    async def _pace(self, pass_seconds: float) -> None:
+        """Adaptive batching: hold the next pass so the batches arriving meanwhile leave as
+        one shared frame. The pause grows with the pass's cost (``PACE_FACTOR``), and while
+        most pull-mode sessions still have frames waiting it lasts until they catch up,
+        instead of each busy session conflating its own (an encoding per session); both
+        are capped at ``MAX_PACE_SECONDS``."""
+        deadline = time.perf_counter() + min(MAX_PACE_SECONDS, PACE_FACTOR * pass_seconds)
         await self.backlog.wait_below(
             max(1, len(self.sessions) // BUSY_FRACTION), at_most=MAX_PACE_SECONDS
         )
+        remaining = deadline - time.perf_counter()
+        if remaining > 0:
+            await anyio.sleep(remaining)
 
-    def fan_out(self, batch: Batch) -> None:
-        """Offer ``batch`` to every session, one shared frame per subscription."""
+    async def fan_out(self, batch: Batch) -> None:
+        """Offer ``batch`` to every session, one shared frame per subscription.
+
+        Sessions in push mode write it to their sockets right here; the pass yields to the
+        event loop every ``PASS_CHUNK`` sessions so requests keep being served. A session
+        registered meanwhile starts after ``batch`` (its replay covers it), one that left
+        ignores the offer.
+        """
         if batch.last <= self.seq:
             return
         if batch.first <= self.seq:
             batch = batch.after(self.seq)
-        frames: dict[Subscription, Frame] = {}
-        for session in self.sessions:
-            frame = frames.get(session.subscription)
-            if frame is None:
-                frame = frames[session.subscription] = frame_for(batch, session.subscription)
-            session.offer(frame)
         self.seq = batch.last
+        sessions = list(self.sessions)
+        frames: dict[Subscription, Frame] = {}
+        for start in range(0, len(sessions), PASS_CHUNK):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            for session in sessions[start : start + PASS_CHUNK]:
+                frame = frames.get(session.subscription)
+                if frame is None:
+                    frame = frames[session.subscription] = frame_for(batch, session.subscription)
+                session.offer(frame)
         self.passes += 1
+        if self.observe_lag is not None and sessions:
+            # from publish to the last subscriber's write (or queue, for a slow one)
+            self.observe_lag(max(time.time() - batch.published_at, 0.0))
 
     async def shutdown(self, *, retry_ms: int, wait_seconds: float) -> None:
         """Tell every session to reconnect elsewhere, then wait (bounded) for them to go."""

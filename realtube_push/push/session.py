@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import anyio
 
 from realtube_push.push import protocol
+from realtube_push.push.direct import DirectSocket, ws_message
 from realtube_push.push.frames import Frame, conflate, empty_frame
 from realtube_push.push.protocol import Codec, Subscription
 
@@ -114,9 +115,16 @@ class Session:
         self._last_ping = time.monotonic()
         self._last_sent = time.monotonic()
         self.resync_reason: str | None = None
-        # set by the transport: when the current send started, and how to abort a stuck one
+        # set by the transport: when the current send started (pull mode), how to abort a
+        # connection whose client stopped reading, how to hand over the final notice (push
+        # mode) and what to count per frame written there
         self.sending_since: float | None = None
         self.on_stuck: Callable[[], None] | None = None
+        self.on_final: Callable[[], None] | None = None
+        self.on_written: Callable[[int], None] | None = None
+        self._sink: DirectSocket | None = None
+        self._congested_since: float | None = None
+        self._detached = False
         # the hub's count of sessions with frames waiting; this session is in it while
         # ``_counted`` is true
         self.backlog: Backlog | None = None
@@ -139,7 +147,7 @@ class Session:
 
     def offer(self, frame: Frame) -> None:
         """Queue a frame from the hub (never blocks; conflates or resyncs past the bounds)."""
-        if self._final is not None or frame.last <= self.offered_to:
+        if self._final is not None or self._detached or frame.last <= self.offered_to:
             return
         if frame.first <= self.offered_to:
             frame = _trim(frame, self.offered_to)
@@ -147,7 +155,7 @@ class Session:
         if frame.size == 0:
             # only moves the cursor: flushed as an empty frame when idle. Wake the writer all
             # the same, or it sleeps until the next heartbeat before arming that flush.
-            self._wake.set()
+            self._notify()
             return
         self._queue.append(frame)
         if len(self._queue) > self.limits.max_queued_frames:
@@ -159,10 +167,11 @@ class Session:
                 return
             self._queue.append(merged)
         self._recount()
-        self._wake.set()
+        self._notify()
 
     def detach(self) -> None:
-        """Leave the hub's backlog count (the session is going away)."""
+        """Leave the hub (the session is going away): no more writes, out of the backlog."""
+        self._detached = True
         if self._counted and self.backlog is not None:
             self.backlog.changed(-1)
         self._counted = False
@@ -177,7 +186,7 @@ class Session:
     def send_control(self, frame: dict) -> None:
         """Queue a small control frame (pong) ahead of deltas."""
         self._control.append(frame)
-        self._wake.set()
+        self._notify()
 
     def resync(self, reason: str) -> None:
         """Drop the backlog and end the session with a resync notice."""
@@ -189,48 +198,113 @@ class Session:
                 protocol.resync(epoch=self.epoch, seq=self.sent_to, reason=reason),
                 protocol.CLOSE_RESYNC,
             )
-            self._wake.set()
+            self._notify()
 
     def finish(self, frame: dict, close_code: int) -> None:
         """End the session with ``frame`` (reconnect or error) then ``close_code``."""
         if self._final is None:
             self._final = (frame, close_code)
-            self._wake.set()
+            self._notify()
+
+    def attach(self, sink: DirectSocket) -> None:
+        """Switch to push mode: from now on frames are written to ``sink`` as they arrive
+        (no writer task). Called after the welcome and replay went out."""
+        self._sink = sink
+        self.pump()
 
     async def next_outgoing(self) -> Outgoing:
-        """Wait for the next thing to send: control, deltas, heartbeat or the final notice."""
+        """Pull mode: wait for the next thing to send (control, deltas, heartbeat or the
+        final notice)."""
         while True:
-            now = time.monotonic()
-            if self._control:
-                return Outgoing(protocol.encode(self._control.popleft(), self.codec))
-            if self._final is not None:
-                frame, code = self._final
-                return Outgoing(protocol.encode(frame, self.codec), close_code=code)
-            # heartbeats go out even under a sustained backlog, or a client that only
-            # answers pings would be closed as idle
-            if now - self._last_ping >= self.limits.heartbeat_seconds:
-                self._last_ping = now
-                return Outgoing(protocol.encode(protocol.ping(int(time.time())), self.codec))
-            if self._queue:
-                head = self._queue[0]
-                if head.first > self.sent_to + 1:
-                    return self._sent(empty_frame(self.epoch, self.sent_to + 1, head.first - 1))
-                frame = self._queue.popleft()
-                self._recount()
-                return self._sent(frame)
-            if self.offered_to > self.sent_to and (
-                now - self._last_sent >= self.limits.empty_flush_seconds
-            ):
-                return self._sent(empty_frame(self.epoch, self.sent_to + 1, self.offered_to))
+            out = self._ready(time.monotonic())
+            if out is not None:
+                return out
             # No timer here: a cancel scope per wait cost a fifth of the CPU of a fan-out. The
             # hub's sweeper calls tick() to wake the session when a timer is due.
             await self._wake.wait()
             self._wake = anyio.Event()
 
+    def final_outgoing(self) -> Outgoing | None:
+        """The final notice and its close code, once the session is closing."""
+        if self._final is None:
+            return None
+        frame, code = self._final
+        return Outgoing(protocol.encode(frame, self.codec), close_code=code)
+
+    def pump(self) -> None:
+        """Push mode: write whatever is ready while the socket takes more. A final notice is
+        not written here but handed to the connection (``on_final``), which sends it and the
+        close through the ASGI path; frames left queued wait for the next offer or tick."""
+        sink = self._sink
+        if sink is None or self._detached:
+            return
+        now = time.monotonic()
+        while not sink.congested():
+            out = self._ready(now)
+            if out is None:
+                return
+            if out.close_code is not None:
+                self._hand_over_final()
+                return
+            frame = out.frame
+            if frame is None:
+                sink.write(ws_message(out.data))
+            else:
+                sink.write(frame.wire(self.codec))
+                if self.on_written is not None:
+                    self.on_written(frame.size)
+
+    def _ready(self, now: float) -> Outgoing | None:
+        """What to send next, if anything is due now (control, final, heartbeat, deltas)."""
+        if self._control:
+            return Outgoing(protocol.encode(self._control.popleft(), self.codec))
+        if self._final is not None:
+            return self.final_outgoing()
+        # heartbeats go out even under a sustained backlog, or a client that only answers
+        # pings would be closed as idle
+        if now - self._last_ping >= self.limits.heartbeat_seconds:
+            self._last_ping = now
+            return Outgoing(protocol.encode(protocol.ping(int(time.time())), self.codec))
+        if self._queue:
+            head = self._queue[0]
+            if head.first > self.sent_to + 1:
+                return self._sent(empty_frame(self.epoch, self.sent_to + 1, head.first - 1))
+            frame = self._queue.popleft()
+            self._recount()
+            return self._sent(frame)
+        if self.offered_to > self.sent_to and (
+            now - self._last_sent >= self.limits.empty_flush_seconds
+        ):
+            return self._sent(empty_frame(self.epoch, self.sent_to + 1, self.offered_to))
+        return None
+
+    def _notify(self) -> None:
+        """Something is ready: wake the writer task (pull) or write it now (push)."""
+        if self._sink is None:
+            self._wake.set()
+        elif self._final is not None:
+            self._hand_over_final()
+        else:
+            self.pump()
+
+    def _hand_over_final(self) -> None:
+        if self.on_final is not None:
+            self.on_final()
+
     def tick(self, now: float) -> None:
-        """The hub's periodic look: wake the writer when a heartbeat or an empty-frame flush is
-        due, and abort a send that has been stuck past the send timeout (a client that stopped
-        reading)."""
+        """The hub's periodic look: run due heartbeats and empty-frame flushes, and abort a
+        connection whose client stopped reading for longer than the send timeout."""
+        if self._sink is not None:
+            if not self._sink.congested():
+                self._congested_since = None
+            elif self._congested_since is None:
+                self._congested_since = now
+            elif now - self._congested_since > self.limits.send_timeout_seconds:
+                if self.on_stuck is not None:
+                    self.on_stuck()
+                return
+            self._notify()
+            return
         since = self.sending_since
         if since is not None and now - since > self.limits.send_timeout_seconds:
             if self.on_stuck is not None:

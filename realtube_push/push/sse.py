@@ -63,7 +63,7 @@ async def live_sse() -> Response:
     hello = _hello()
     refusal = refuse(svc, request.headers.get("Origin"), ip)
     if refusal is not None:
-        return refusal
+        raise refusal
     session = new_session(
         svc,
         transport="sse",

@@ -7,34 +7,37 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from quart import Response
 
 from realtube_push.api.cors import origin_allowed
-from realtube_push.api.errors import error_response
+from realtube_push.api.errors import ApiError
+from realtube_push.observability import Metrics
 from realtube_push.push.protocol import Codec, Subscription
 from realtube_push.push.session import Session, SessionLimits
 from realtube_push.services import Services
 
 
-def refuse(svc: Services, origin: str | None, client_ip: str) -> Response | None:
+def refuse(svc: Services, origin: str | None, client_ip: str) -> ApiError | None:
     """The HTTP refusal for a connection that may not open, or None.
 
     None means admitted: the caller now holds one of the address's connection slots
     (``Hub.reserve``) and must ``svc.hub.release(client_ip)`` when the connection ends.
     """
     if not origin_allowed(origin, svc.settings.cors_origins):
-        return error_response(403, "UNAUTHORIZED", "Origin not allowed")
+        return ApiError(403, "UNAUTHORIZED", "Origin not allowed")
     return take_slot(svc, client_ip)
 
 
-def take_slot(svc: Services, client_ip: str) -> Response | None:
+def take_slot(svc: Services, client_ip: str) -> ApiError | None:
     """Reserve one of the address's connection slots, or the refusal (429, or 503 while the
     instance shuts down)."""
     if not svc.hub.reserve(client_ip):
         if not svc.hub.accepting:
-            return error_response(503, "INTERNAL_ERROR", "Instance is shutting down")
-        response = error_response(
-            429, "RATE_LIMITED", "Too many live connections from this address", retry_after=30
+            return ApiError(503, "INTERNAL_ERROR", "Instance is shutting down")
+        return ApiError(
+            429,
+            "RATE_LIMITED",
+            "Too many live connections from this address",
+            retry_after=30,
+            headers={"Retry-After": "30"},
         )
-        response.headers["Retry-After"] = "30"
-        return response
     return None
 
 
@@ -69,13 +72,17 @@ def new_session(
 def record_sent(
     svc: Services, session: Session, size: int, published_at: float | None, now: float
 ) -> None:
-    """Metrics for one frame written to a client."""
-    m = svc.metrics
-    if size:
-        m.live_delivered.inc(size)
-    m.live_frames.inc()
+    """Metrics for one frame written to a client by a writer task (pull mode, replays)."""
+    count_written(svc.metrics, size)
     if published_at is not None:
-        m.live_fanout_lag.observe(max(now - published_at, 0.0))
+        svc.metrics.live_fanout_lag.observe(max(now - published_at, 0.0))
+
+
+def count_written(metrics: Metrics, size: int) -> None:
+    """Count one deltas frame of ``size`` deltas written to a client."""
+    if size:
+        metrics.live_delivered.inc(size)
+    metrics.live_frames.inc()
 
 
 def record_end(svc: Services, session: Session) -> None:

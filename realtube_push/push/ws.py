@@ -1,61 +1,136 @@
-"""``/api/live/ws``: the live channel over WebSocket (binary MessagePack or JSON text)."""
+"""``/api/live/ws``: the live channel over WebSocket (binary MessagePack or JSON text).
+
+A bare ASGI endpoint in front of Quart (``LiveWebSocketRoute`` wraps the app's
+``asgi_app``). Why not a Quart route: per connection Quart adds a handler task, a receiver
+task, a message queue and a request context, which is most of what ten thousand idle
+subscribers cost. Here a connection is the one task Hypercorn starts for it, reading client
+messages; the hub writes frames straight to the socket (``push.direct``, "push mode").
+Where the socket cannot be reached (HTTP/2 WebSockets) a writer task sends through ASGI
+instead ("pull mode"); the protocol on the wire is the same.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
+from typing import Any
 
 import anyio
+import orjson
 import structlog
-from quart import Blueprint, Response, websocket
-from quart_cors import cors_exempt
 
-from realtube_push.api.context import client_ip, services
+from realtube_push.api.context import resolve_client_ip
+from realtube_push.api.errors import ApiError
 from realtube_push.push import protocol, resume
-from realtube_push.push.protocol import Codec, ProtocolError
+from realtube_push.push.direct import socket_for
+from realtube_push.push.protocol import Codec, Hello, ProtocolError
 from realtube_push.push.session import Session
-from realtube_push.push.transport import new_session, record_end, record_sent, refuse
+from realtube_push.push.transport import (
+    count_written,
+    new_session,
+    record_end,
+    record_sent,
+    refuse,
+)
 from realtube_push.services import Services
 
-blueprint = Blueprint("live_ws", __name__)
+PATH = "/api/live/ws"
+# user-space bytes a connection may hold before the hub stops writing to it: a few frames,
+# so a slow reader costs bounded memory and its backlog conflates in the session instead
+WRITE_HIGH_WATER = 64 * 1024
+
 log = structlog.get_logger("realtube.ws")
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-@blueprint.websocket("/api/live/ws")
-@cors_exempt  # Origin is checked by refuse(), which also admits clients that send none
-async def live_ws() -> Response | None:
-    """Accept, read the hello, resume, then stream until either side closes."""
-    svc = services()
-    ip = client_ip()
-    refusal = refuse(svc, websocket.headers.get("Origin"), ip)
+
+class LiveWebSocketRoute:
+    """ASGI middleware: ``/api/live/ws`` WebSockets are served here, the rest by ``app``."""
+
+    def __init__(self, app: ASGIApp, svc: Services) -> None:
+        self.app = app
+        self.svc = svc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == PATH:
+            await serve(self.svc, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+async def serve(svc: Services, scope: Scope, receive: Receive, send: Send) -> None:
+    """One WebSocket connection: handshake checks, hello, resume, then stream."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    headers = _headers(scope)
+    client = scope.get("client")
+    ip = resolve_client_ip(
+        client[0] if client else None,
+        headers.get("x-forwarded-for", ""),
+        svc.settings.proxy_networks,
+    )
+    refusal = refuse(svc, headers.get("origin"), ip)
     if refusal is not None:
-        return refusal
+        await _reject(scope, send, refusal)
+        return
     try:
-        await _serve(svc, ip)
+        await _serve(svc, scope, receive, send, ip)
+    except Exception:
+        # a bug or a lost dependency (the resume reads PostgreSQL/Redis): the client gets
+        # 1011 and reconnects, the process goes on
+        log.exception("ws_connection_failed")
+        with anyio.move_on_after(1):
+            await send({"type": "websocket.close", "code": protocol.CLOSE_SERVER_ERROR})
     finally:
         svc.hub.release(ip)  # the slot refuse() took, whatever became of the connection
-    return None
 
 
-async def _serve(svc: Services, ip: str) -> None:
-    requested = websocket.requested_subprotocols
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def _reject(scope: Scope, send: Send, refusal: ApiError) -> None:
+    """Refuse the handshake with an HTTP error in the contract's format (or a bare close
+    where the server lacks the ASGI websocket-response extension)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = orjson.dumps(refusal.document())
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
+    await send(
+        {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _serve(svc: Services, scope: Scope, receive: Receive, send: Send, ip: str) -> None:
+    requested = scope.get("subprotocols") or []
     if protocol.JSON_SUBPROTOCOL in requested and protocol.MSGPACK_SUBPROTOCOL not in requested:
         codec, chosen = Codec.JSON, protocol.JSON_SUBPROTOCOL
     else:
         codec = Codec.MSGPACK
         chosen = protocol.MSGPACK_SUBPROTOCOL if requested else None
-    await websocket.accept(subprotocol=chosen)
+    await send({"type": "websocket.accept", "subprotocol": chosen})
     settings = svc.settings
     try:
         with anyio.fail_after(settings.live_hello_timeout_seconds):
-            raw = await websocket.receive()
+            message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
         hello = protocol.parse_hello(
-            protocol.decode_client(raw, max_bytes=settings.live_max_message_bytes)
+            protocol.decode_client(_payload(message), max_bytes=settings.live_max_message_bytes)
         )
     except TimeoutError:
-        await _fail(codec, ProtocolError("HELLO_REQUIRED", "no hello within the timeout"))
+        await _fail(send, codec, ProtocolError("HELLO_REQUIRED", "no hello within the timeout"))
         return
     except ProtocolError as exc:
-        await _fail(codec, exc)
+        await _fail(send, codec, exc)
         return
     session = new_session(
         svc,
@@ -65,52 +140,131 @@ async def _serve(svc: Services, ip: str) -> None:
         client_ip=ip,
         slot_reserved=True,
     )
-    # One cancel scope for the connection's whole life: the hub's sweeper cancels it when a
-    # send stays blocked past LIVE_SEND_TIMEOUT_SECONDS (a client that stopped reading fills
-    # the socket buffers). A scope per send cost a fifth of the fan-out's CPU.
-    with anyio.CancelScope() as connection:
-        session.on_stuck = connection.cancel
+    client_left = False
+    try:
+        # until push mode takes over, sends go through ASGI and may block on a client that
+        # stopped reading: the hub's sweeper cancels this scope past the send timeout
+        with anyio.CancelScope() as connection:
+            session.on_stuck = connection.cancel
+            client_left = await _stream(svc, session, hello, receive, send)
+        if connection.cancelled_caught:
+            log.info("ws_client_stalled", waited_seconds=settings.live_send_timeout_seconds)
+            return
+        final = session.final_outgoing()
+        if final is not None and final.close_code is not None and not client_left:
+            await _close(svc, send, final.data, final.close_code)
+    finally:
+        record_end(svc, session)
+
+
+async def _stream(
+    svc: Services, session: Session, hello: Hello, receive: Receive, send: Send
+) -> bool:
+    """Welcome, replay, then live frames until the session ends; True when the client left."""
+    start = await resume.begin(svc, session, hello)
+    if start.welcome is not None:
+        await _send(session, send, protocol.encode(start.welcome, session.codec))
         try:
-            start = await resume.begin(svc, session, hello)
-            if start.welcome is not None:
-                await _send(session, protocol.encode(start.welcome, codec))
-                async for frame in resume.replay(svc, session, start):
-                    await _send(session, frame.encoded(codec))
-                    record_sent(svc, session, frame.size, None, time.time())
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_read, svc, session)
-                await _write(svc, session)
-                tg.cancel_scope.cancel()
+            async for frame in resume.replay(svc, session, start):
+                await _send(session, send, frame.encoded(session.codec))
+                record_sent(svc, session, frame.size, None, time.time())
         except LookupError:
             session.resync("retention")
-            await _write(svc, session)
-        finally:
-            record_end(svc, session)
-    if connection.cancelled_caught:
-        # the client's doing, not an error: what was written stays in bounded buffers
-        log.info("ws_client_stalled", waited_seconds=settings.live_send_timeout_seconds)
+    direct = socket_for(send, high_water=WRITE_HIGH_WATER)
+    if direct is None:
+        return await _pull(svc, session, receive, send)
+    with anyio.CancelScope() as reading:
+        session.on_final = reading.cancel
+        session.on_written = partial(count_written, svc.metrics)
+        session.on_stuck = partial(_abort_stalled, svc, direct.abort)
+        session.attach(direct)
+        return await _read(svc, session, receive)
+    return False  # the session ended (on_final): its final notice is sent by the caller
 
 
-async def _fail(codec: Codec, exc: ProtocolError) -> None:
-    await websocket.send(protocol.encode(protocol.error(exc.code, exc.message), codec))
-    await websocket.close(exc.close_code)
+def _abort_stalled(svc: Services, abort: Callable[[], None]) -> None:
+    # the client's doing, not an error: its bytes stayed within the high-water mark
+    log.info("ws_client_stalled", waited_seconds=svc.settings.live_send_timeout_seconds)
+    abort()
 
 
-async def _read(svc: Services, session: Session) -> None:
+async def _pull(svc: Services, session: Session, receive: Receive, send: Send) -> bool:
+    """Pull mode: a writer task sends through ASGI while this task reads. True when the
+    client left."""
+    client_left = False
+
+    async def read() -> None:
+        nonlocal client_left
+        client_left = await _read(svc, session, receive)
+        if client_left:
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        while True:
+            out = await session.next_outgoing()
+            if out.close_code is not None:
+                break
+            await _send(session, send, out.data)
+            if out.frame is not None:
+                record_sent(svc, session, out.frame.size, out.frame.published_at, time.time())
+        tg.cancel_scope.cancel()
+    return client_left
+
+
+def _payload(message: Message) -> bytes | str:
+    data = message.get("bytes")
+    return data if data is not None else message.get("text") or ""
+
+
+def _message(data: bytes | str) -> Message:
+    if isinstance(data, bytes):
+        return {"type": "websocket.send", "bytes": data}
+    return {"type": "websocket.send", "text": data}
+
+
+async def _send(session: Session, send: Send, data: bytes | str) -> None:
+    """Send one message through ASGI, marked in flight for the sweeper's stuck-send check."""
+    session.sending_since = time.monotonic()
+    try:
+        await send(_message(data))
+    finally:
+        session.sending_since = None
+
+
+async def _close(svc: Services, send: Send, data: bytes | str, code: int) -> None:
+    """The final notice, then the close handshake (bounded: the client may not read)."""
+    with anyio.move_on_after(svc.settings.live_send_timeout_seconds):
+        await send(_message(data))
+        await send({"type": "websocket.close", "code": code})
+
+
+async def _fail(send: Send, codec: Codec, exc: ProtocolError) -> None:
+    await send(_message(protocol.encode(protocol.error(exc.code, exc.message), codec)))
+    await send({"type": "websocket.close", "code": exc.close_code})
+
+
+async def _read(svc: Services, session: Session, receive: Receive) -> bool:
+    """Client messages until it leaves (True) or the session must end (False): answer
+    pings, accept pongs, end on anything else."""
     settings = svc.settings
     while True:
         with anyio.move_on_after(settings.live_idle_timeout_seconds) as idle:
-            raw = await websocket.receive()
+            message = await receive()
         if idle.cancelled_caught:
             session.finish(
                 protocol.error("IDLE", "no message from the client"), protocol.CLOSE_IDLE
             )
-            return
+            return False
+        if message["type"] == "websocket.disconnect":
+            return True
         try:
-            frame = protocol.decode_client(raw, max_bytes=settings.live_max_message_bytes)
+            frame = protocol.decode_client(
+                _payload(message), max_bytes=settings.live_max_message_bytes
+            )
         except ProtocolError as exc:
             session.finish(protocol.error(exc.code, exc.message), exc.close_code)
-            return
+            return False
         kind = frame["t"]
         if kind == "ping":
             session.send_control(protocol.pong(frame.get("id")))
@@ -119,25 +273,4 @@ async def _read(svc: Services, session: Session) -> None:
                 protocol.error("UNKNOWN_TYPE", f"unknown message type {kind!r}"),
                 protocol.CLOSE_PROTOCOL,
             )
-            return
-
-
-async def _send(session: Session, data: bytes | str) -> None:
-    """Send one message, marking it in flight for the sweeper's stuck-send check."""
-    session.sending_since = time.monotonic()
-    try:
-        await websocket.send(data)
-    finally:
-        session.sending_since = None
-
-
-async def _write(svc: Services, session: Session) -> None:
-    while True:
-        out = await session.next_outgoing()
-        await _send(session, out.data)
-        if out.frame is not None:
-            record_sent(svc, session, out.frame.size, out.frame.published_at, time.time())
-        if out.close_code is not None:
-            with anyio.move_on_after(svc.settings.live_send_timeout_seconds):
-                await websocket.close(out.close_code)
-            return
+            return False
