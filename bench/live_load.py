@@ -18,6 +18,7 @@ import time
 from collections import Counter
 
 import httpx
+import uvloop
 
 from bench.harness import (
     ServerProcess,
@@ -118,7 +119,12 @@ def latencies(log: FrameLog, sent: dict[str, float]) -> Counter[int]:
 
 
 async def run_one(
-    server: ServerProcess, connections: int, rate: float, duration: float, batched: float
+    server: ServerProcess,
+    connections: int,
+    rate: float,
+    duration: float,
+    batched: float,
+    profile: str | None = None,
 ) -> dict[str, float]:
     pid = server.process.pid
     rss_before = rss_kib(pid)
@@ -140,8 +146,19 @@ async def run_one(
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
         sent: dict[str, float] = {}
         cpu0, t_start = cpu_seconds(pid), time.monotonic()
+        own_cpu0 = time.process_time()
         frames0, deltas0 = log.frames, log.deltas
+        spy = None
+        if profile:
+            spy = await asyncio.create_subprocess_exec(
+                "py-spy", "record", "--pid", str(pid), "--duration", str(int(duration)),
+                "--format", "raw", "--output", f"{profile}-{connections}.txt",
+                "--nonblocking", stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
         votes = await post_votes(client, sent, rate=rate, duration=duration, concurrency=32)
+        if spy is not None:
+            await spy.wait()
         complete = await wait_delivered(log, set(sent), connections, timeout=30)
         t_end = max((max(a) for a in log.arrivals.values() if a), default=time.monotonic())
         cpu = cpu_seconds(pid) - cpu0
@@ -159,6 +176,8 @@ async def run_one(
             "deltas_per_s": round(delivered / window),
             "server_cpu_ms_per_1000_deltas": round(cpu * 1e6 / max(delivered, 1), 2),
             "server_cpu_util": round(cpu / window, 2),
+            # the load generator shares the machine: a saturated one inflates the latencies
+            "loadgen_cpu_util": round((time.process_time() - own_cpu0) / window, 2),
         }
         if batched:
             log.arrivals.clear()
@@ -196,6 +215,9 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--batched", type=float, default=10.0, help="seconds of max-rate votes")
     parser.add_argument("--debounce-ms", default="50")
+    parser.add_argument(
+        "--profile", help="py-spy the server in the steady phase: PREFIX-<N>.txt (collapsed)"
+    )
     args = parser.parse_args()
     raise_fd_limit()
     with stack() as st:
@@ -208,11 +230,14 @@ async def main() -> None:
                 DB_POOL_MAX="20",
             )
             try:
-                result = await run_one(server, n, args.rate, args.duration, args.batched)
+                result = await run_one(
+                    server, n, args.rate, args.duration, args.batched, args.profile
+                )
             finally:
                 server.stop()
             print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # the load generator needs the faster loop more than the server: it reads every frame
+    uvloop.run(main())

@@ -94,7 +94,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             hub=Hub(
                 instance=settings.instance_id,
                 max_per_ip=settings.live_max_connections_per_ip,
-                observe_lag=metrics.live_fanout_lag.observe,
+                metrics=metrics,
             ),
         )
     finally:

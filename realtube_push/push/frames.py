@@ -83,6 +83,7 @@ class Frame:
         "first",
         "last",
         "published_at",
+        "size",
         "videos",
     )
 
@@ -101,13 +102,9 @@ class Frame:
         self.videos = videos
         self.channels = channels
         self.published_at = published_at
+        self.size = len(videos) + len(channels)  # how many deltas the frame carries
         self._encoded: dict[Codec, bytes | str] = {}
         self._wire: dict[Codec, bytes] = {}
-
-    @property
-    def size(self) -> int:
-        """How many deltas the frame carries."""
-        return len(self.videos) + len(self.channels)
 
     def encoded(self, codec: Codec) -> bytes | str:
         """The frame in ``codec``, computed once."""

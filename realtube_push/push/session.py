@@ -145,18 +145,38 @@ class Session:
         self.sent_to = seq
         self.offered_to = seq
 
-    def offer(self, frame: Frame) -> None:
-        """Queue a frame from the hub (never blocks; conflates or resyncs past the bounds)."""
+    def offer(self, frame: Frame) -> bool:
+        """Take a frame from the hub (never blocks; conflates or resyncs past the bounds).
+
+        True when it was written to the socket right away (push mode, nothing waiting ahead
+        of it): the hub counts those; anything else is counted when written.
+        """
         if self._final is not None or self._detached or frame.last <= self.offered_to:
-            return
+            return False
         if frame.first <= self.offered_to:
             frame = _trim(frame, self.offered_to)
         self.offered_to = frame.last
+        sink = self._sink
+        if (
+            sink is not None
+            and frame.size
+            and frame.first == self.sent_to + 1
+            and not self._queue
+            and not self._control
+            and not sink.congested()
+        ):
+            # the fan-out's common case, kept short: it runs once per session per pass
+            sink.write(frame.wire(self.codec))
+            self.sent_to = frame.last
+            self._last_sent = time.monotonic()
+            self.stats.delivered += frame.size
+            self.stats.frames += 1
+            return True
         if frame.size == 0:
             # only moves the cursor: flushed as an empty frame when idle. Wake the writer all
             # the same, or it sleeps until the next heartbeat before arming that flush.
             self._notify()
-            return
+            return False
         self._queue.append(frame)
         if len(self._queue) > self.limits.max_queued_frames:
             merged, superseded = conflate(list(self._queue))
@@ -164,10 +184,11 @@ class Session:
             self.stats.conflated += superseded
             if merged.size > self.limits.max_pending_deltas:
                 self.resync("slow")
-                return
+                return False
             self._queue.append(merged)
         self._recount()
         self._notify()
+        return False
 
     def detach(self) -> None:
         """Leave the hub (the session is going away): no more writes, out of the backlog."""
