@@ -96,26 +96,34 @@ async def wait_delivered(log: FrameLog, videos: set[str], subscribers: int, time
     """Until every subscriber has a frame with each video (or the timeout)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        have: set[str] = set()
+        # a video travels in one frame per subscriber, but processes of one instance
+        # (WEB_CONCURRENCY) batch differently: count its arrivals over every payload
+        reached: Counter[str] = Counter()
         for payload, (_, _, ids) in log.decoded.items():
-            if len(log.arrivals[payload]) >= subscribers:
-                have.update(ids)
-        if videos <= have:
+            arrivals = len(log.arrivals[payload])
+            for video in ids:
+                reached[video] += arrivals
+        if all(reached[video] >= subscribers for video in videos):
             return True
         await asyncio.sleep(0.1)
     return False
 
 
-def latencies(log: FrameLog, sent: dict[str, float]) -> Counter[int]:
-    """Histogram (ms) of arrival - send over every (subscriber, vote) pair."""
+def latencies(log: FrameLog, sent: dict[str, float]) -> tuple[Counter[int], Counter[int]]:
+    """Histograms (ms) of arrival - send over every (subscriber, vote) pair, and of each
+    vote's first arrival (the pipeline before the fan-out: vote, scoring, publish)."""
     hist: Counter[int] = Counter()
+    first: dict[str, float] = {}
     for payload, (_, _, ids) in log.decoded.items():
         arrivals = log.arrivals[payload]
+        earliest = min(arrivals, default=float("inf"))
         for video in ids:
             t0 = sent.get(video)
             if t0 is not None:
                 hist.update(int((a - t0) * 1000) for a in arrivals)
-    return hist
+                first[video] = min(first.get(video, earliest), earliest)
+    firsts = Counter(int((t - sent[video]) * 1000) for video, t in first.items())
+    return hist, firsts
 
 
 async def run_one(
@@ -152,7 +160,7 @@ async def run_one(
         if profile:
             spy = await asyncio.create_subprocess_exec(
                 "py-spy", "record", "--pid", str(pid), "--duration", str(int(duration)),
-                "--format", "raw", "--output", f"{profile}-{connections}.txt",
+                "--subprocesses", "--format", "raw", "--output", f"{profile}-{connections}.txt",
                 "--nonblocking", stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
@@ -162,7 +170,7 @@ async def run_one(
         complete = await wait_delivered(log, set(sent), connections, timeout=30)
         t_end = max((max(a) for a in log.arrivals.values() if a), default=time.monotonic())
         cpu = cpu_seconds(pid) - cpu0
-        hist = latencies(log, sent)
+        hist, firsts = latencies(log, sent)
         window = t_end - t_start
         delivered = log.deltas - deltas0
         result |= {
@@ -172,6 +180,8 @@ async def run_one(
             "latency_p50_ms": hist_percentile(hist, 50),
             "latency_p99_ms": hist_percentile(hist, 99),
             "latency_max_ms": float(max(hist) if hist else 0),
+            "first_arrival_p50_ms": hist_percentile(firsts, 50),
+            "first_arrival_p99_ms": hist_percentile(firsts, 99),
             "frames_per_s": round((log.frames - frames0) / window),
             "deltas_per_s": round(delivered / window),
             "server_cpu_ms_per_1000_deltas": round(cpu * 1e6 / max(delivered, 1), 2),
@@ -190,7 +200,7 @@ async def run_one(
             t_end = max((max(a) for a in log.arrivals.values() if a), default=time.monotonic())
             window = t_end - t_start
             delivered = log.deltas - deltas0
-            hist = latencies(log, sent_b)
+            hist, _ = latencies(log, sent_b)
             result |= {
                 "batched_votes_per_s": round(votes_b / batched),
                 "batched_deltas_per_s": round(delivered / window),
@@ -215,6 +225,7 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--batched", type=float, default=10.0, help="seconds of max-rate votes")
     parser.add_argument("--debounce-ms", default="50")
+    parser.add_argument("--processes", default="1", help="WEB_CONCURRENCY of the server")
     parser.add_argument(
         "--profile", help="py-spy the server in the steady phase: PREFIX-<N>.txt (collapsed)"
     )
@@ -227,6 +238,7 @@ async def main() -> None:
                 LIVE_MAX_CONNECTIONS_PER_IP="100000",
                 LIVE_IDLE_TIMEOUT_SECONDS="3600",
                 SCORE_DEBOUNCE_MS=args.debounce_ms,
+                WEB_CONCURRENCY=args.processes,
                 DB_POOL_MAX="20",
             )
             try:

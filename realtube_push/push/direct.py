@@ -39,28 +39,21 @@ class DirectSocket:
     """A connection's transport, written to without awaiting: the caller checks
     ``congested`` first, so at most ``high_water`` bytes (plus one frame) wait in user space."""
 
-    __slots__ = ("_transport", "high_water")
+    # the transport's methods, bound once: this runs per session per fan-out pass
+    __slots__ = ("_buffered", "_is_closing", "abort", "high_water", "write")
 
     def __init__(self, transport: asyncio.WriteTransport, *, high_water: int) -> None:
-        self._transport = transport
         self.high_water = high_water
-
-    @property
-    def closed(self) -> bool:
-        return self._transport.is_closing()
+        self._buffered = transport.get_write_buffer_size
+        self._is_closing = transport.is_closing
+        # write(message): queue one pre-framed message (see ``ws_message``)
+        self.write = transport.write
+        # abort(): drop the connection now, unsent bytes and all (a client that stopped reading)
+        self.abort = transport.abort
 
     def congested(self) -> bool:
         """True when the peer is not keeping up (or the connection is going away)."""
-        transport = self._transport
-        return transport.is_closing() or transport.get_write_buffer_size() > self.high_water
-
-    def write(self, message: bytes) -> None:
-        """Queue one pre-framed message (see ``ws_message``)."""
-        self._transport.write(message)
-
-    def abort(self) -> None:
-        """Drop the connection now, unsent bytes and all (a client that stopped reading)."""
-        self._transport.abort()
+        return self._is_closing() or self._buffered() > self.high_water
 
 
 def socket_for(send: Any, *, high_water: int) -> DirectSocket | None:

@@ -133,8 +133,12 @@ class Hub:
         while True:
             await anyio.sleep(interval)
             now = time.monotonic()
-            for session in list(self.sessions):
-                session.tick(now)
+            sessions = list(self.sessions)
+            for start in range(0, len(sessions), PASS_CHUNK):
+                if start:
+                    await anyio.lowlevel.checkpoint()
+                for session in sessions[start : start + PASS_CHUNK]:
+                    session.tick(now)
 
     async def _fan_out_forever(self) -> None:
         while True:
@@ -179,13 +183,18 @@ class Hub:
         sessions = list(self.sessions)
         frames: dict[Subscription, Frame] = {}
         written = deltas = 0
+        last: Subscription | None = None
+        frame: Frame | None = None
         for start in range(0, len(sessions), PASS_CHUNK):
             if start:
                 await anyio.lowlevel.checkpoint()
             for session in sessions[start : start + PASS_CHUNK]:
-                frame = frames.get(session.subscription)
-                if frame is None:
-                    frame = frames[session.subscription] = frame_for(batch, session.subscription)
+                subscription = session.subscription
+                if subscription is not last or frame is None:
+                    # most sessions share one subscription: skip hashing it for each
+                    last, frame = subscription, frames.get(subscription)
+                    if frame is None:
+                        frame = frames[subscription] = frame_for(batch, subscription)
                 if session.offer(frame):
                     written += 1
                     deltas += frame.size

@@ -38,6 +38,7 @@ class SessionLimits:
     heartbeat_seconds: float
     empty_flush_seconds: float
     send_timeout_seconds: float = 15.0
+    idle_seconds: float | None = None  # end the session when the client is silent this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,8 @@ class Session:
         self._sink: DirectSocket | None = None
         self._congested_since: float | None = None
         self._detached = False
+        self.stalled = False  # ended because the client stopped reading
+        self.last_heard = time.monotonic()  # the transport's reader updates it
         # the hub's count of sessions with frames waiting; this session is in it while
         # ``_counted`` is true
         self.backlog: Backlog | None = None
@@ -313,29 +316,44 @@ class Session:
             self.on_final()
 
     def tick(self, now: float) -> None:
-        """The hub's periodic look: run due heartbeats and empty-frame flushes, and abort a
-        connection whose client stopped reading for longer than the send timeout."""
+        """The hub's periodic look: run due heartbeats and empty-frame flushes, end a session
+        whose client has been silent past ``idle_seconds``, and abort a connection whose
+        client stopped reading for longer than the send timeout."""
+        idle = self.limits.idle_seconds
+        if idle is not None and now - self.last_heard > idle and self._final is None:
+            self.finish(protocol.error("IDLE", "no message from the client"), protocol.CLOSE_IDLE)
+            return
         if self._sink is not None:
+            if not (
+                self._queue
+                or self._control
+                or self.offered_to > self.sent_to
+                or now - self._last_ping >= self.limits.heartbeat_seconds
+            ):
+                return  # nothing waits: the common case, and this runs for every session
             if not self._sink.congested():
                 self._congested_since = None
             elif self._congested_since is None:
                 self._congested_since = now
             elif now - self._congested_since > self.limits.send_timeout_seconds:
-                if self.on_stuck is not None:
-                    self.on_stuck()
+                self._stuck()
                 return
             self._notify()
             return
         since = self.sending_since
         if since is not None and now - since > self.limits.send_timeout_seconds:
-            if self.on_stuck is not None:
-                self.on_stuck()
+            self._stuck()
             return
         if now - self._last_ping >= self.limits.heartbeat_seconds or (
             self.offered_to > self.sent_to
             and now - self._last_sent >= self.limits.empty_flush_seconds
         ):
             self._wake.set()
+
+    def _stuck(self) -> None:
+        self.stalled = True
+        if self.on_stuck is not None:
+            self.on_stuck()
 
     def _sent(self, frame: Frame) -> Outgoing:
         self.sent_to = frame.last

@@ -49,9 +49,11 @@ def new_session(
     subscription: Subscription,
     client_ip: str,
     slot_reserved: bool = False,
+    idle_timeout: bool = False,
 ) -> Session:
     """A session with this process's limits (``slot_reserved``: its connection holds a slot
-    taken by ``refuse``, so registering does not count it again)."""
+    taken by ``refuse``, so registering does not count it again; ``idle_timeout``: the
+    client must send something every ``LIVE_IDLE_TIMEOUT_SECONDS``)."""
     s = svc.settings
     return Session(
         transport=transport,
@@ -65,6 +67,7 @@ def new_session(
             heartbeat_seconds=s.live_heartbeat_seconds,
             empty_flush_seconds=s.live_empty_flush_seconds,
             send_timeout_seconds=s.live_send_timeout_seconds,
+            idle_seconds=s.live_idle_timeout_seconds if idle_timeout else None,
         ),
     )
 
