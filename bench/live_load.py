@@ -227,6 +227,9 @@ async def main() -> None:
     parser.add_argument("--debounce-ms", default="50")
     parser.add_argument("--processes", default="1", help="WEB_CONCURRENCY of the server")
     parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="more server settings"
+    )
+    parser.add_argument(
         "--profile", help="py-spy the server in the steady phase: PREFIX-<N>.txt (collapsed)"
     )
     args = parser.parse_args()
@@ -239,6 +242,7 @@ async def main() -> None:
                 LIVE_IDLE_TIMEOUT_SECONDS="3600",
                 SCORE_DEBOUNCE_MS=args.debounce_ms,
                 WEB_CONCURRENCY=args.processes,
+                **dict(item.split("=", 1) for item in args.env),
                 DB_POOL_MAX="20",
             )
             try:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+KEY_BYTES = 96
+
 
 @dataclass
 class FrameLog:
@@ -34,7 +36,11 @@ class FrameLog:
     expected: int = 0
 
     def on_message(self, payload: bytes, now: float) -> None:
-        info = self.decoded.get(payload)
+        # Keyed by length + head (type, epoch and seq range come first in a frame): hashing
+        # and copying whole multi-KB payloads for every arrival made the load generator
+        # the bottleneck. Payloads with the same head carry the same seq range.
+        key = payload[:KEY_BYTES] + len(payload).to_bytes(4, "big")
+        info = self.decoded.get(key)
         if info is None:
             frame = msgpack.unpackb(payload, raw=False)
             kind = frame.get("t")
@@ -46,11 +52,11 @@ class FrameLog:
             if kind != "deltas":
                 return
             info = (frame["from"], frame["to"], [v["videoId"] for v in frame["videos"]])
-            self.decoded[payload] = info
+            self.decoded[key] = info
         self.frames += 1
         self.deltas += len(info[2])
         self.bytes += len(payload)
-        self.arrivals[payload].append(now)
+        self.arrivals[key].append(now)
 
 
 class Subscriber(asyncio.Protocol):
@@ -90,6 +96,8 @@ class Subscriber(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
+        if self.upgraded and not self.buffer and self._whole_frame(data, now):
+            return
         self.buffer += data
         if not self.upgraded:
             end = self.buffer.find(b"\r\n\r\n")
@@ -126,6 +134,23 @@ class Subscriber(asyncio.Protocol):
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
                 self.log.closes.append(code)
         del buf[:pos]
+
+    def _whole_frame(self, data: bytes, now: float) -> bool:
+        """The common case, kept cheap: ``data`` is exactly one binary frame."""
+        if len(data) < 2 or data[0] != 0x82:
+            return False
+        length = data[1] & 0x7F
+        head = 2
+        if length == 126:
+            length = int.from_bytes(data[2:4], "big")
+            head = 4
+        elif length == 127:
+            length = int.from_bytes(data[2:10], "big")
+            head = 10
+        if len(data) != head + length:
+            return False
+        self.log.on_message(data[head:], now)
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():

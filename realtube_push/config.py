@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     live_send_timeout_seconds: float = Field(15.0, gt=0)
     live_reconnect_delay_ms: int = Field(1000, ge=0)
     live_empty_flush_seconds: float = Field(1.0, gt=0)
+    # fan-out pacing: after a pass over the sessions, wait factor x its duration (at most
+    # max_pause) so what arrives meanwhile leaves as one frame: lower = less latency, more CPU
+    live_fanout_pause_factor: float = Field(2.0, ge=0)
+    live_fanout_max_pause_ms: int = Field(250, ge=0)
+    # WebSocket frames written straight to the socket (push/direct.py); false = through ASGI
+    live_direct_writes: bool = True
 
     # The migration .sql files; unset means the source tree's migrations/ (dev, tests). An
     # installed package (the container image) has no source tree, so it must say where they are.

@@ -95,6 +95,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 instance=settings.instance_id,
                 max_per_ip=settings.live_max_connections_per_ip,
                 metrics=metrics,
+                pause_factor=settings.live_fanout_pause_factor,
+                max_pause_seconds=settings.live_fanout_max_pause_ms / 1000,
             ),
         )
     finally:

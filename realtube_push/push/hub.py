@@ -3,12 +3,16 @@
 Promises:
 - the hub receives batches in seq order, contiguous (the bus subscriber guarantees it) and
   hands each session every batch after the position it was registered at, in order;
-- a batch becomes one frame per distinct subscription, encoded once and shared by every
-  session with that subscription;
-- while a fan-out pass runs, and for a pause after it proportional to its cost, newly
-  arrived batches wait and are merged into the next pass: a burst costs one pass, not one
-  per batch, and the fan-out takes at most about a third of the event loop, however many
-  sessions there are (more sessions -> fewer, larger frames, not a growing queue);
+- a pass visits every session once and offers it everything between its position and the
+  newest batch; sessions at the same position with the same subscription share one frame,
+  encoded once (almost all of them: each pass moves everyone to the head);
+- the head moves during a pass: a batch arriving while the pass is half-way reaches the
+  sessions not yet visited in this pass and the others in the next one, so a delta waits
+  at most about one pass plus one pause, not the rest of the current pass and then its
+  place in the next;
+- after a pass the hub pauses in proportion to its cost (``pause_factor``): batches
+  arriving meanwhile leave as one frame, so more sessions mean fewer, larger frames
+  rather than a growing queue, and the fan-out leaves the event loop time for the rest;
 - an epoch change (the log was reset) makes every session resync.
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import anyio
 import anyio.lowlevel
@@ -30,8 +34,6 @@ from realtube_push.push.session import Backlog, Session
 
 log = structlog.get_logger("realtube.hub")
 
-MAX_PACE_SECONDS = 0.25
-PACE_FACTOR = 2.0  # pause after a pass = this x the pass's duration (up to MAX_PACE_SECONDS)
 BUSY_FRACTION = 10  # "most sessions busy" = more than one in ten with frames waiting
 PASS_CHUNK = 500  # sessions offered a frame between two yields to the event loop
 
@@ -45,17 +47,23 @@ class Hub:
         instance: str,
         max_per_ip: int,
         metrics: Metrics | None = None,
+        pause_factor: float = 2.0,
+        max_pause_seconds: float = 0.25,
     ) -> None:
         self.instance = instance
+        self.pause_factor = pause_factor
+        self.max_pause_seconds = max_pause_seconds
         self.metrics = metrics
         self.max_per_ip = max_per_ip
         self.epoch = ""
-        self.seq = 0  # last seq fanned out to sessions
+        self.seq = 0  # the head: last seq received (sessions registered now start after it)
         self.accepting = True
         self.sessions: set[Session] = set()
         self._per_ip: Counter[str] = Counter()
-        self._inbox: list[Batch] = []
-        self._inbox_ready = anyio.Event()
+        # batches after the position of the session furthest behind (one pass back at most)
+        self._history: deque[Batch] = deque()
+        self._fanned_to = 0  # the head when the last pass began
+        self._arrived = anyio.Event()
         self._emptied = anyio.Event()
         self.published = 0
         self.passes = 0
@@ -67,8 +75,8 @@ class Hub:
             log.warning("epoch_changed", old=self.epoch, new=epoch)
             for session in list(self.sessions):
                 session.resync("epoch")
-        self._inbox.clear()
-        self.epoch, self.seq = epoch, seq
+        self._history.clear()
+        self.epoch, self.seq, self._fanned_to = epoch, seq, seq
 
     def admit(self, client_ip: str) -> bool:
         """Whether another connection from ``client_ip`` fits the per-IP cap (a check only)."""
@@ -113,9 +121,14 @@ class Hub:
 
     def publish(self, batch: Batch) -> None:
         """Accept the next contiguous batch (called by the bus subscriber, in order)."""
+        if batch.last <= self.seq:
+            return
+        if batch.first <= self.seq:
+            batch = batch.after(self.seq)
         self.published += len(batch.deltas)
-        self._inbox.append(batch)
-        self._inbox_ready.set()
+        self._history.append(batch)
+        self.seq = batch.last
+        self._arrived.set()
 
     def connections_by_transport(self) -> Counter[str]:
         return Counter(s.transport for s in self.sessions)
@@ -142,69 +155,91 @@ class Hub:
 
     async def _fan_out_forever(self) -> None:
         while True:
-            await self._inbox_ready.wait()
-            self._inbox_ready = anyio.Event()
-            if not self._inbox:
+            await self._arrived.wait()
+            self._arrived = anyio.Event()
+            if self.seq == self._fanned_to:
                 continue
-            batches, self._inbox = self._inbox, []
             started = time.perf_counter()
-            await self.fan_out(merge_batches(batches))
+            await self.fan_out()
             # let writer tasks (pull mode) run before the next pass, so a burst gets merged
             await anyio.lowlevel.checkpoint()
             await self._pace(time.perf_counter() - started)
 
     async def _pace(self, pass_seconds: float) -> None:
         """Adaptive batching: hold the next pass so the batches arriving meanwhile leave as
-        one shared frame. The pause grows with the pass's cost (``PACE_FACTOR``), and while
+        one shared frame. The pause grows with the pass's cost (``pause_factor``), and while
         most pull-mode sessions still have frames waiting it lasts until they catch up,
         instead of each busy session conflating its own (an encoding per session); both
-        are capped at ``MAX_PACE_SECONDS``."""
-        deadline = time.perf_counter() + min(MAX_PACE_SECONDS, PACE_FACTOR * pass_seconds)
-        await self.backlog.wait_below(
-            max(1, len(self.sessions) // BUSY_FRACTION), at_most=MAX_PACE_SECONDS
-        )
+        are capped at ``max_pause_seconds``."""
+        cap = self.max_pause_seconds
+        deadline = time.perf_counter() + min(cap, self.pause_factor * pass_seconds)
+        await self.backlog.wait_below(max(1, len(self.sessions) // BUSY_FRACTION), at_most=cap)
         remaining = deadline - time.perf_counter()
         if remaining > 0:
             await anyio.sleep(remaining)
 
-    async def fan_out(self, batch: Batch) -> None:
-        """Offer ``batch`` to every session, one shared frame per subscription.
+    async def fan_out(self) -> None:
+        """One pass: offer every session what lies between its position and the head.
 
-        Sessions in push mode write it to their sockets right here; the pass yields to the
-        event loop every ``PASS_CHUNK`` sessions so requests keep being served. A session
-        registered meanwhile starts after ``batch`` (its replay covers it), one that left
-        ignores the offer.
+        Sessions in push mode write it to their sockets right here. The pass yields to the
+        event loop every ``PASS_CHUNK`` sessions, so requests keep being served, and picks
+        up the batches that arrived meanwhile. A session registered meanwhile starts at the
+        head (its replay covers the rest); one that left ignores the offer.
         """
-        if batch.last <= self.seq:
-            return
-        if batch.first <= self.seq:
-            batch = batch.after(self.seq)
-        self.seq = batch.last
+        previous, self._fanned_to = self._fanned_to, self.seq
+        # every session was moved to at least ``previous`` by the last pass (or registered
+        # after it, at a later head): older batches are no longer needed
+        while self._history and self._history[0].last <= previous:
+            self._history.popleft()
         sessions = list(self.sessions)
-        frames: dict[Subscription, Frame] = {}
+        frames: dict[tuple[Subscription, int], Frame] = {}
         written = deltas = 0
-        last: Subscription | None = None
+        head = self.seq
+        last: tuple[Subscription, int] | None = None
         frame: Frame | None = None
         for start in range(0, len(sessions), PASS_CHUNK):
             if start:
                 await anyio.lowlevel.checkpoint()
+                if self.seq != head:  # batches arrived: the rest of the pass takes them too
+                    head, frames, last = self.seq, {}, None
             for session in sessions[start : start + PASS_CHUNK]:
-                subscription = session.subscription
-                if subscription is not last or frame is None:
-                    # most sessions share one subscription: skip hashing it for each
-                    last, frame = subscription, frames.get(subscription)
+                position = session.offered_to
+                if position >= head or session.closing:
+                    continue
+                key = (session.subscription, position)
+                if key != last:
+                    # consecutive sessions nearly always share the key: look it up once
+                    last = key
+                    frame = frames.get(key)
                     if frame is None:
-                        frame = frames[subscription] = frame_for(batch, subscription)
-                if session.offer(frame):
+                        batch = self._since(position)
+                        if batch is None:
+                            session.resync("slow")
+                            last = None
+                            continue
+                        frame = frames[key] = frame_for(batch, key[0])
+                if frame is not None and session.offer(frame):
                     written += 1
                     deltas += frame.size
         self.passes += 1
-        if self.metrics is not None and sessions:
+        if self.metrics is not None and written:
             # counted per pass, not per write: a metric update per socket was 5 % of a pass
             self.metrics.live_frames.inc(written)
             self.metrics.live_delivered.inc(deltas)
-            # from publish to the last subscriber's write (or queue, for a slow one)
-            self.metrics.live_fanout_lag.observe(max(time.time() - batch.published_at, 0.0))
+            # from the oldest batch's publish to the last subscriber's write
+            oldest = next((b for b in self._history if b.last > previous), None)
+            if oldest is not None:
+                self.metrics.live_fanout_lag.observe(max(time.time() - oldest.published_at, 0))
+
+    def _since(self, position: int) -> Batch | None:
+        """The history after ``position`` as one batch (up to the head), or None if it no
+        longer reaches back that far (cannot happen while every session is visited each
+        pass; the session would then be told to resync rather than get a hole)."""
+        batches = [b for b in self._history if b.last > position]
+        if not batches or batches[0].first > position + 1:
+            log.error("hub_history_short", position=position, head=self.seq)
+            return None
+        return merge_batches(batches).after(position)
 
     async def shutdown(self, *, retry_ms: int, wait_seconds: float) -> None:
         """Tell every session to reconnect elsewhere, then wait (bounded) for them to go."""

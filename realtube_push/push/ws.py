@@ -174,7 +174,9 @@ async def _stream(
                 record_sent(svc, session, frame.size, None, time.time())
         except LookupError:
             session.resync("retention")
-    direct = socket_for(send, high_water=WRITE_HIGH_WATER)
+    direct = (
+        socket_for(send, high_water=WRITE_HIGH_WATER) if svc.settings.live_direct_writes else None
+    )
     if direct is None:
         return await _pull(svc, session, receive, send)
     session.on_written = partial(count_written, svc.metrics)
