@@ -35,7 +35,7 @@ from realtube_push.push.session import Backlog, Session
 log = structlog.get_logger("realtube.hub")
 
 BUSY_FRACTION = 10  # "most sessions busy" = more than one in ten with frames waiting
-PASS_CHUNK = 500  # sessions offered a frame between two yields to the event loop
+PASS_CHUNK = 100  # sessions offered a frame between two yields (the loop's latency: ~2 ms)
 
 
 class Hub:
