@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import statistics
 import time
 from collections import Counter
 
@@ -22,6 +23,7 @@ import uvloop
 
 from bench.harness import (
     ServerProcess,
+    Stack,
     cpu_seconds,
     raise_fd_limit,
     rss_kib,
@@ -232,26 +234,38 @@ async def main() -> None:
     parser.add_argument(
         "--profile", help="py-spy the server in the steady phase: PREFIX-<N>.txt (collapsed)"
     )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per N (medians printed)")
     args = parser.parse_args()
     raise_fd_limit()
     with stack() as st:
         for n in args.connections:
-            server = start_server(
-                st,
-                LIVE_MAX_CONNECTIONS_PER_IP="100000",
-                LIVE_IDLE_TIMEOUT_SECONDS="3600",
-                SCORE_DEBOUNCE_MS=args.debounce_ms,
-                WEB_CONCURRENCY=args.processes,
-                **dict(item.split("=", 1) for item in args.env),
-                DB_POOL_MAX="20",
-            )
-            try:
-                result = await run_one(
-                    server, n, args.rate, args.duration, args.batched, args.profile
-                )
-            finally:
-                server.stop()
-            print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+            runs = [await one_run(st, n, args) for _ in range(args.repeat)]
+            if len(runs) > 1:
+                print("median " + " ".join(f"{k}={v}" for k, v in medians(runs).items()))
+
+
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The median of every figure over ``runs``."""
+    return {k: statistics.median(float(r[k]) for r in runs) for k in runs[0]}
+
+
+async def one_run(st: Stack, n: int, args: argparse.Namespace) -> dict[str, float]:
+    """A fresh server, ``n`` subscribers, the phases; prints and returns the figures."""
+    server = start_server(
+        st,
+        LIVE_MAX_CONNECTIONS_PER_IP="100000",
+        LIVE_IDLE_TIMEOUT_SECONDS="3600",
+        SCORE_DEBOUNCE_MS=args.debounce_ms,
+        WEB_CONCURRENCY=args.processes,
+        **dict(item.split("=", 1) for item in args.env),
+        DB_POOL_MAX="20",
+    )
+    try:
+        result = await run_one(server, n, args.rate, args.duration, args.batched, args.profile)
+    finally:
+        server.stop()
+    print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+    return result
 
 
 if __name__ == "__main__":

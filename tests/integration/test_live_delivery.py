@@ -50,10 +50,11 @@ def received(sub: Subscriber) -> list[tuple[int, str]]:
     return [(d["seq"], d["videoId"]) for d in sub.video_deltas]
 
 
+@pytest.mark.parametrize("direct_writes", ["true", "false"], ids=["direct", "asgi"])
 async def test_a_vote_on_one_instance_reaches_ws_and_sse_subscribers_on_another_in_order(
-    servers, database_url
+    servers, database_url, direct_writes
 ):
-    a, b = servers.start(), servers.start()
+    a, b = servers.start(), servers.start(LIVE_DIRECT_WRITES=direct_writes)
     videos = [ids.video_id() for _ in range(6)]
     async with (
         httpx.AsyncClient(base_url=a.url) as api,

@@ -47,10 +47,16 @@ MAX_PER_IP = 3
 HELLO = {"t": "hello", "v": 1}
 
 
-@pytest.fixture(scope="module")
-def server(stack, template_database) -> Iterator[Server]:
+# WebSocket frames go straight to the socket ("push mode") unless the socket cannot be
+# reached (HTTP/2) or LIVE_DIRECT_WRITES is off; both paths must keep every promise here
+WRITE_PATHS = ["true", "false"]
+
+
+@pytest.fixture(scope="module", params=WRITE_PATHS, ids=["direct", "asgi"])
+def server(request, stack, template_database) -> Iterator[Server]:
     with module_servers(stack, template_database) as factory:
         yield factory.start(
+            LIVE_DIRECT_WRITES=request.param,
             LIVE_MAX_MESSAGE_BYTES=str(MAX_MESSAGE_BYTES),
             LIVE_MAX_CONNECTIONS_PER_IP=str(MAX_PER_IP),
             LIVE_HELLO_TIMEOUT_SECONDS="0.3",
@@ -333,10 +339,12 @@ async def cast_many(database_url: str, count: int) -> list[str]:
     return videos
 
 
+@pytest.mark.parametrize("direct_writes", WRITE_PATHS, ids=["direct", "asgi"])
 async def test_a_stalled_client_is_dropped_with_bounded_memory_while_others_keep_up(
-    servers, database_url
+    servers, database_url, direct_writes
 ):
     server = servers.start(
+        LIVE_DIRECT_WRITES=direct_writes,
         LIVE_MAX_QUEUED_FRAMES="2",
         LIVE_MAX_PENDING_DELTAS="50",
         LIVE_SEND_TIMEOUT_SECONDS="1",
