@@ -1,12 +1,16 @@
 """Live-channel load: N WebSocket subscribers on one instance while votes flow through the API.
 
 Reports, per run: server RSS per connection, vote -> delivered latency p50/p99 over every
-(subscriber, vote) pair, frames/s and deltas/s delivered, server CPU per 1,000 deltas; then a
-batched phase (votes as fast as the API takes them) for peak deltas/s.
+(subscriber, vote) pair and of each vote's first arrival, frames/s and deltas/s delivered,
+server CPU per 1,000 deltas (the server's whole process tree), the load generator's own CPU;
+then a batched phase (votes as fast as the API takes them) for peak deltas/s.
 
-    python bench/live_load.py --connections 1000 5000 10000 --rate 100 --duration 20
+    python -m bench.live_load --connections 1000 5000 10000 --rate 100 --duration 15 \
+        --repeat 3 [--processes 2] [--naive] [--profile /tmp/prof]
 
-Uses DATABASE_URL/REDIS_URL when set, else an embedded stack in a temp dir.
+``--naive`` measures bench/naive_broadcast.py instead (the baseline); ``--repeat`` runs each
+N on a fresh server several times and prints the medians. Uses DATABASE_URL/REDIS_URL when
+set, else an embedded stack in a temp dir.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import asyncio
 import secrets
 import statistics
+import sys
 import time
 from collections import Counter
 
@@ -235,6 +240,9 @@ async def main() -> None:
         "--profile", help="py-spy the server in the steady phase: PREFIX-<N>.txt (collapsed)"
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per N (medians printed)")
+    parser.add_argument(
+        "--naive", action="store_true", help="measure the baseline (bench/naive_broadcast.py)"
+    )
     args = parser.parse_args()
     raise_fd_limit()
     with stack() as st:
@@ -253,6 +261,7 @@ async def one_run(st: Stack, n: int, args: argparse.Namespace) -> dict[str, floa
     """A fresh server, ``n`` subscribers, the phases; prints and returns the figures."""
     server = start_server(
         st,
+        args=[sys.executable, "-m", "bench.naive_broadcast"] if args.naive else None,
         LIVE_MAX_CONNECTIONS_PER_IP="100000",
         LIVE_IDLE_TIMEOUT_SECONDS="3600",
         SCORE_DEBOUNCE_MS=args.debounce_ms,

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     # fan-out pacing: after a pass over the sessions, wait factor x its duration (at most
     # max_pause) so what arrives meanwhile leaves as one frame: lower = less latency, more CPU
     live_fanout_pause_factor: float = Field(2.0, ge=0)
-    live_fanout_max_pause_ms: int = Field(250, ge=0)
+    live_fanout_max_pause_ms: int = Field(150, ge=0)
     # WebSocket frames written straight to the socket (push/direct.py); false = through ASGI
     live_direct_writes: bool = True
 

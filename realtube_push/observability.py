@@ -110,7 +110,8 @@ class Metrics:
         )
         self.live_fanout_lag = Histogram(
             "realtube_live_fanout_lag_seconds",
-            "Time from a batch's publish to its frame being written to a client",
+            "Time from a batch's publish to its delivery: per fan-out pass (to the pass's last"
+            " socket write) for WebSocket, per frame written for SSE",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )

@@ -48,7 +48,7 @@ class Hub:
         max_per_ip: int,
         metrics: Metrics | None = None,
         pause_factor: float = 2.0,
-        max_pause_seconds: float = 0.25,
+        max_pause_seconds: float = 0.15,
     ) -> None:
         self.instance = instance
         self.pause_factor = pause_factor
