@@ -56,6 +56,19 @@ class DirectSocket:
         return self._is_closing() or self._buffered() > self.high_water
 
 
+def decline_compression(send: Any) -> None:
+    """Accept this WebSocket without permessage-deflate (call before ``websocket.accept``).
+
+    Why: frames written here are never compressed (they are framed once and shared), and a
+    client's own messages are a few tiny frames, so the extension would buy nothing and cost
+    each compressing client (every browser) a zlib inflater with a 32 KiB window on the
+    server. A no-op outside Hypercorn.
+    """
+    stream = getattr(send, "__self__", None)
+    if isinstance(stream, WSStream):
+        stream.handshake.extensions = None
+
+
 def socket_for(send: Any, *, high_water: int) -> DirectSocket | None:
     """The direct writer under an ASGI WebSocket ``send`` callable, or None (see module doc)."""
     stream = getattr(send, "__self__", None)

@@ -23,7 +23,7 @@ import structlog
 from realtube_push.api.context import resolve_client_ip
 from realtube_push.api.errors import ApiError
 from realtube_push.push import protocol, resume
-from realtube_push.push.direct import socket_for
+from realtube_push.push.direct import decline_compression, socket_for
 from realtube_push.push.protocol import Codec, Hello, ProtocolError
 from realtube_push.push.session import Session
 from realtube_push.push.transport import (
@@ -121,6 +121,7 @@ async def _serve(svc: Services, scope: Scope, receive: Receive, send: Send, ip: 
     else:
         codec = Codec.MSGPACK
         chosen = protocol.MSGPACK_SUBPROTOCOL if requested else None
+    decline_compression(send)
     await send({"type": "websocket.accept", "subprotocol": chosen})
     settings = svc.settings
     try:

@@ -4,7 +4,9 @@ no session or task left behind."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 from collections.abc import Iterator
 
 import anyio
@@ -237,6 +239,35 @@ async def test_an_extension_origin_is_allowed(server):
             await sub.until_frame("welcome")
         async with sse_subscriber(server.url, headers={"Origin": origin}) as sub:
             await sub.until_frame("welcome")
+    await assert_unharmed(server)
+
+
+async def test_permessage_deflate_is_declined(server):
+    """A browser offers compression; the server never compresses its shared frames, so it
+    declines (and keeps no zlib state per connection), and the stream works uncompressed."""
+    port = int(server.url.rsplit(":", 1)[1])
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        key = base64.b64encode(os.urandom(16)).decode()
+        await stream.send(
+            (
+                f"GET /api/live/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+            ).encode()
+        )
+        response = b""
+        with anyio.fail_after(5):
+            while b"\r\n\r\n" not in response:
+                response += await stream.receive()
+    head = response.split(b"\r\n\r\n")[0].decode().lower()
+    assert head.startswith("http/1.1 101")
+    assert "sec-websocket-extensions" not in head
+    # and a client that asked for it is served all the same
+    async with ws_subscriber(
+        server.url, headers={"Sec-WebSocket-Extensions": "permessage-deflate"}
+    ) as sub:
+        await sub.until_frame("welcome")
     await assert_unharmed(server)
 
 
