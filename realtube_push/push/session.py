@@ -9,6 +9,13 @@ Promises:
   ``max_pending_deltas`` it is dropped and the client is told to resync;
 - a session ends with exactly one final frame (resync, reconnect or error) and close code.
 
+Two ways out. *Push mode* (``attach``): frames are written to a ``DirectSocket`` as they
+are offered, inside the hub's pass, with no task per connection; a frame waits in the queue
+only while the socket's buffer is above its high-water mark, and the final notice is handed
+to the connection (``on_final``) to send through ASGI. *Pull mode*: a writer task awaits
+``next_outgoing()`` (SSE, the admin stream, WebSocket where the socket is out of reach).
+Both choose what to send next with the same ``_ready``.
+
 Tricky case: the hub's merged batches and a resuming client's replay can overlap. The
 session remembers the last seq it accepted (``offered_to``) and trims anything at or below it,
 so a delta is never sent twice and never skipped.
