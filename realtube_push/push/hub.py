@@ -195,29 +195,30 @@ class Hub:
         frames: dict[tuple[Subscription, int], Frame] = {}
         written = deltas = 0
         head = self.seq
-        last: tuple[Subscription, int] | None = None
+        last_subscription: Subscription | None = None
+        last_position = -1
         frame: Frame | None = None
         for start in range(0, len(sessions), PASS_CHUNK):
             if start:
                 await anyio.lowlevel.checkpoint()
                 if self.seq != head:  # batches arrived: the rest of the pass takes them too
-                    head, frames, last = self.seq, {}, None
+                    head, frames, last_subscription = self.seq, {}, None
             for session in sessions[start : start + PASS_CHUNK]:
                 position = session.offered_to
                 if position >= head or session.closing:
                     continue
-                key = (session.subscription, position)
-                if key != last:
-                    # consecutive sessions nearly always share the key: look it up once
-                    last = key
-                    frame = frames.get(key)
+                subscription = session.subscription
+                if subscription is not last_subscription or position != last_position:
+                    # consecutive sessions nearly always share both: look the frame up once
+                    last_subscription, last_position = subscription, position
+                    frame = frames.get((subscription, position))
                     if frame is None:
                         batch = self._since(position)
                         if batch is None:
                             session.resync("slow")
-                            last = None
+                            last_subscription = None
                             continue
-                        frame = frames[key] = frame_for(batch, key[0])
+                        frame = frames[subscription, position] = frame_for(batch, subscription)
                 if frame is not None and session.offer(frame):
                     written += 1
                     deltas += frame.size

@@ -81,17 +81,6 @@ class Backlog:
         self._below = None
 
 
-class SessionStats:
-    """Counters the hub turns into metrics."""
-
-    __slots__ = ("conflated", "delivered", "frames")
-
-    def __init__(self) -> None:
-        self.delivered = 0
-        self.conflated = 0
-        self.frames = 0
-
-
 class Session:
     """State of one subscriber: subscription, cursor, bounded queue, final notice."""
 
@@ -108,7 +97,9 @@ class Session:
         "_wake",
         "backlog",
         "client_ip",
+        "closing",
         "codec",
+        "conflated",
         "epoch",
         "last_heard",
         "limits",
@@ -121,7 +112,6 @@ class Session:
         "sent_to",
         "slot_reserved",
         "stalled",
-        "stats",
         "subscription",
         "transport",
     )
@@ -142,7 +132,8 @@ class Session:
         self.client_ip = client_ip
         self.slot_reserved = slot_reserved  # its per-IP slot is held by the transport
         self.limits = limits
-        self.stats = SessionStats()
+        self.conflated = 0  # deltas superseded by conflation (a metric when the session ends)
+        self.closing = False  # a final notice is set: nothing more is offered or written
         self.epoch = ""
         self.sent_to = 0
         self.offered_to = 0
@@ -177,10 +168,6 @@ class Session:
         """Frames waiting to be written (bounded by ``max_queued_frames``)."""
         return len(self._queue)
 
-    @property
-    def closing(self) -> bool:
-        return self._final is not None
-
     def start_at(self, epoch: str, seq: int) -> None:
         """The client is at ``seq`` (after its replay); later offers continue from there."""
         self.epoch = epoch
@@ -193,7 +180,7 @@ class Session:
         True when it was written to the socket right away (push mode, nothing waiting ahead
         of it): the hub counts those; anything else is counted when written.
         """
-        if self._final is not None or self._detached or frame.last <= self.offered_to:
+        if self.closing or self._detached or frame.last <= self.offered_to:
             return False
         if frame.first <= self.offered_to:
             frame = _trim(frame, self.offered_to)
@@ -211,8 +198,6 @@ class Session:
             sink.write(frame.wire(self.codec))
             self.sent_to = frame.last
             self._last_sent = time.monotonic()
-            self.stats.delivered += frame.size
-            self.stats.frames += 1
             return True
         if frame.size == 0:
             # only moves the cursor: flushed as an empty frame when idle. Wake the writer all
@@ -223,7 +208,7 @@ class Session:
         if len(self._queue) > self.limits.max_queued_frames:
             merged, superseded = conflate(list(self._queue))
             self._queue.clear()
-            self.stats.conflated += superseded
+            self.conflated += superseded
             if merged.size > self.limits.max_pending_deltas:
                 self.resync("slow")
                 return False
@@ -261,12 +246,14 @@ class Session:
                 protocol.resync(epoch=self.epoch, seq=self.sent_to, reason=reason),
                 protocol.CLOSE_RESYNC,
             )
+            self.closing = True
             self._notify()
 
     def finish(self, frame: dict, close_code: int) -> None:
         """End the session with ``frame`` (reconnect or error) then ``close_code``."""
         if self._final is None:
             self._final = (frame, close_code)
+            self.closing = True
             self._notify()
 
     def attach(self, sink: DirectSocket) -> None:
@@ -402,8 +389,6 @@ class Session:
     def _sent(self, frame: Frame) -> Outgoing:
         self.sent_to = frame.last
         self._last_sent = time.monotonic()
-        self.stats.delivered += frame.size
-        self.stats.frames += 1
         return Outgoing(frame.encoded(self.codec), frame=frame)
 
 

@@ -91,8 +91,8 @@ def count_written(metrics: Metrics, size: int) -> None:
 def record_end(svc: Services, session: Session) -> None:
     """Metrics when a session ends."""
     svc.hub.unregister(session)
-    if session.stats.conflated:
-        svc.metrics.live_conflated.inc(session.stats.conflated)
+    if session.conflated:
+        svc.metrics.live_conflated.inc(session.conflated)
     if session.resync_reason == "slow":
         svc.metrics.live_resyncs.labels("slow").inc()
 

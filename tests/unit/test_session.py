@@ -86,7 +86,7 @@ async def test_a_busy_client_gets_one_conflated_frame_with_the_latest_delta_per_
     frame = await next_frame(session)
     assert (frame["from"], frame["to"]) == (1, 5)
     assert [v["seq"] for v in frame["videos"]] == [5]
-    assert session.stats.conflated == 4
+    assert session.conflated == 4
 
 
 async def test_a_backlog_past_the_bound_becomes_a_resync_and_is_dropped():
