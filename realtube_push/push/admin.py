@@ -318,7 +318,7 @@ async def _stream(svc: Services, session: Session) -> AsyncIterator[bytes]:
                 continue
             yield out.data  # type: ignore[misc]
             if out.frame is not None:
-                record_sent(svc, session, out.frame.size, out.frame.published_at, time.time())
+                record_sent(svc, out.frame)
             if out.close_code is not None:
                 return
     finally:

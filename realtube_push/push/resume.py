@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from realtube_push.push import protocol
 from realtube_push.push.bus import read_range
-from realtube_push.push.frames import Batch, Frame, frame_for
+from realtube_push.push.frames import Batch, frame_for
 from realtube_push.push.protocol import Hello
 from realtube_push.push.session import Session
+from realtube_push.push.transport import count_written
 from realtube_push.services import Services
 from realtube_push.store import synclog
 
@@ -70,11 +71,18 @@ async def begin(svc: Services, session: Session, hello: Hello) -> Start:
     return Start(welcome("replay"), replay_after=seq, replay_upto=s0)
 
 
-async def replay(svc: Services, session: Session, start: Start) -> AsyncIterator[Frame]:
-    """The gap as contiguous frames for the session's subscription (pages of the log)."""
+async def replay(svc: Services, session: Session, start: Start) -> AsyncIterator[bytes | str]:
+    """The gap as contiguous frames for the session's subscription (pages of the log),
+    encoded in its codec and counted as written once the caller has sent each. A gap that
+    leaves the retention window meanwhile ends the replay with a resync instead."""
     after = start.replay_after
-    while after < start.replay_upto:
-        upto = min(start.replay_upto, after + REPLAY_PAGE)
-        deltas = await read_range(svc, session.epoch, after, upto)
-        yield frame_for(Batch(session.epoch, after + 1, upto, deltas), session.subscription)
-        after = upto
+    try:
+        while after < start.replay_upto:
+            upto = min(start.replay_upto, after + REPLAY_PAGE)
+            deltas = await read_range(svc, session.epoch, after, upto)
+            frame = frame_for(Batch(session.epoch, after + 1, upto, deltas), session.subscription)
+            yield frame.encoded(session.codec)
+            count_written(svc.metrics, frame.size)
+            after = upto
+    except LookupError:
+        session.resync("retention")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 
 from quart import Blueprint, Response, request
@@ -82,17 +81,13 @@ async def _stream(svc: Services, session: Session, hello: Hello) -> AsyncGenerat
         yield f"retry: {RETRY_MS}\n\n".encode()
         if start.welcome is not None:
             yield protocol.sse_event(start.welcome)
-            try:
-                async for frame in resume.replay(svc, session, start):
-                    yield frame.encoded(Codec.SSE)  # type: ignore[misc]
-                    record_sent(svc, session, frame.size, None, time.time())
-            except LookupError:
-                session.resync("retention")
+            async for data in resume.replay(svc, session, start):
+                yield data  # type: ignore[misc]
         while True:
             out = await session.next_outgoing()
             yield out.data  # type: ignore[misc]
             if out.frame is not None:
-                record_sent(svc, session, out.frame.size, out.frame.published_at, time.time())
+                record_sent(svc, out.frame)
             if out.close_code is not None:
                 return
     finally:

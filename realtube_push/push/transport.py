@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from quart import Response
@@ -9,6 +10,7 @@ from quart import Response
 from realtube_push.api.cors import origin_allowed
 from realtube_push.api.errors import ApiError
 from realtube_push.observability import Metrics
+from realtube_push.push.frames import Frame
 from realtube_push.push.protocol import Codec, Subscription
 from realtube_push.push.session import Session, SessionLimits
 from realtube_push.services import Services
@@ -72,13 +74,10 @@ def new_session(
     )
 
 
-def record_sent(
-    svc: Services, session: Session, size: int, published_at: float | None, now: float
-) -> None:
-    """Metrics for one frame written to a client by a writer task (pull mode, replays)."""
-    count_written(svc.metrics, size)
-    if published_at is not None:
-        svc.metrics.live_fanout_lag.observe(max(now - published_at, 0.0))
+def record_sent(svc: Services, frame: Frame) -> None:
+    """Metrics for one live frame written to a client by a writer task (pull mode)."""
+    count_written(svc.metrics, frame.size)
+    svc.metrics.live_fanout_lag.observe(max(time.time() - frame.published_at, 0.0))
 
 
 def count_written(metrics: Metrics, size: int) -> None:

@@ -174,12 +174,8 @@ async def _stream(
     start = await resume.begin(svc, session, hello)
     if start.welcome is not None:
         await _send(session, send, protocol.encode(start.welcome, session.codec))
-        try:
-            async for frame in resume.replay(svc, session, start):
-                await _send(session, send, frame.encoded(session.codec))
-                record_sent(svc, session, frame.size, None, time.time())
-        except LookupError:
-            session.resync("retention")
+        async for data in resume.replay(svc, session, start):
+            await _send(session, send, data)
     direct = (
         socket_for(send, high_water=WRITE_HIGH_WATER) if svc.settings.live_direct_writes else None
     )
@@ -210,7 +206,7 @@ async def _pull(svc: Services, session: Session, receive: Receive, send: Send) -
                 break
             await _send(session, send, out.data)
             if out.frame is not None:
-                record_sent(svc, session, out.frame.size, out.frame.published_at, time.time())
+                record_sent(svc, out.frame)
         tg.cancel_scope.cancel()
     return client_left
 
