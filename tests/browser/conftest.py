@@ -4,21 +4,18 @@ The Playwright browser download does not work on our machines, so the browser is
 one (``apt-get install chromium``). Without it every browser test is skipped with the reason.
 
 Playwright's sync API keeps an event loop running in the test thread, so nothing here may call
-``anyio.run`` in that thread: database set-up and SQL checks go through ``run_async``, which
-runs the coroutine in a worker thread of its own.
+``anyio.run`` in that thread: database set-up and SQL checks go through
+``tests.support.shared.run_async``, which runs the coroutine in a worker thread of its own.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from tests.browser.jsclient import run_async
-from tests.support.databases import database_url_for
+from tests.support.shared import module_database
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,25 +29,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-async def _admin(admin_url: str, statement: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def database_url(stack, template_database) -> Iterator[str]:
     """A fresh migrated database per test (a sync twin of the suite's async fixture, since
     these tests are sync: Playwright's sync API must not run inside an async test)."""
-    name = f"rt_b_{secrets.token_hex(6)}"
-    admin = stack.admin_database_url
-    run_async(_admin, admin, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    try:
-        yield database_url_for(admin, name)
-    finally:
-        run_async(_admin, admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with module_database(stack, template_database, prefix="rt_b") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -15,23 +15,14 @@ stored, not what the client says it stored.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import anyio
 import httpx
 
 from realtube_push.domain.ids import entity_hash
 from tests.support import ids
 
 T = TypeVar("T")
-
-
-def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """``anyio.run(fn, *args)`` in a worker thread (the test thread hosts Playwright's loop)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(anyio.run, fn, *args).result()
 
 
 # Settings of every server a browser test starts: the page's origin may open live

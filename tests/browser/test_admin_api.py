@@ -9,10 +9,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.jsclient import SERVER_ENV, run_async, video, vote, wait_until
+from tests.browser.jsclient import SERVER_ENV, video, vote, wait_until
 from tests.browser.live import subscribed
 from tests.support import ids, pg
-from tests.support.shared import module_servers
+from tests.support.shared import module_servers, run_async
 
 TOKEN = "test-admin-token-0123456789"
 ADMIN_ENV = {**SERVER_ENV, "ADMIN_TOKEN": TOKEN}

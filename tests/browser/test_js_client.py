@@ -19,7 +19,6 @@ from tests.browser.jsclient import (
     ids_sharing_prefix,
     in_full_sync,
     open_page,
-    run_async,
     seen,
     start_client,
     video,
@@ -30,6 +29,7 @@ from tests.browser.jsclient import (
     wait_until,
 )
 from tests.support import ids, pg
+from tests.support.shared import run_async
 
 pytestmark = pytest.mark.browser
 

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
 
 from tests.support.databases import Stack, database_url_for
 from tests.support.servers import ServerFactory
+
+T = TypeVar("T")
+
+
+def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``anyio.run(fn, *args)`` in a worker thread: callable from sync fixtures whatever the
+    test thread hosts (Playwright's sync API keeps an event loop running there)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, fn, *args).result()
 
 
 async def _admin(admin_url: str, statement: str) -> None:
@@ -27,16 +38,15 @@ async def _admin(admin_url: str, statement: str) -> None:
 
 
 @contextlib.contextmanager
-def module_database(stack: Stack, template: str) -> Iterator[str]:
+def module_database(stack: Stack, template: str, *, prefix: str = "rt_m") -> Iterator[str]:
     """A fresh migrated database (copied from ``template``), dropped on exit."""
-    name = f"rt_m_{secrets.token_hex(6)}"
-    anyio.run(_admin, stack.admin_database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = stack.admin_database_url
+    run_async(_admin, admin, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     try:
-        yield database_url_for(stack.admin_database_url, name)
+        yield database_url_for(admin, name)
     finally:
-        anyio.run(
-            _admin, stack.admin_database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        )
+        run_async(_admin, admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager
