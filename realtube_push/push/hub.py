@@ -65,8 +65,6 @@ class Hub:
         self._fanned_to = 0  # the head when the last pass began
         self._arrived = anyio.Event()
         self._emptied = anyio.Event()
-        self.published = 0
-        self.passes = 0
         self.backlog = Backlog()
 
     def reset(self, epoch: str, seq: int) -> None:
@@ -125,7 +123,6 @@ class Hub:
             return
         if batch.first <= self.seq:
             batch = batch.after(self.seq)
-        self.published += len(batch.deltas)
         self._history.append(batch)
         self.seq = batch.last
         self._arrived.set()
@@ -222,7 +219,6 @@ class Hub:
                 if frame is not None and session.offer(frame):
                     written += 1
                     deltas += frame.size
-        self.passes += 1
         if self.metrics is not None and written:
             # counted per pass, not per write: a metric update per socket was 5 % of a pass
             self.metrics.live_frames.inc(written)
