@@ -45,6 +45,9 @@ class SessionLimits:
     empty_flush_seconds: float
     send_timeout_seconds: float = 15.0
     idle_seconds: float | None = None  # end the session when the client is silent this long
+    # pings a client may send while the answer to an earlier one still waits to be written
+    # (it does not read); past this it is closed as a flood
+    max_unanswered_pings: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +89,15 @@ class Session:
 
     __slots__ = (
         "_congested_since",
-        "_control",
         "_counted",
         "_detached",
         "_final",
         "_last_ping",
         "_last_sent",
+        "_pong",
         "_queue",
         "_sink",
+        "_superseded_pings",
         "_wake",
         "backlog",
         "client_ip",
@@ -140,7 +144,10 @@ class Session:
         # lists, not deques: both are nearly always empty, and an empty deque is ten times
         # the size of an empty list (this is per connection, times ten thousand)
         self._queue: list[Frame] = []
-        self._control: list[dict] = []
+        # the answer to the client's latest ping, until written; never a queue of them: a
+        # client that pings without reading would make it grow without bound
+        self._pong: dict | None = None
+        self._superseded_pings = 0
         self._final: tuple[dict, int] | None = None
         self._wake: anyio.Event | None = None  # a pull-mode writer waiting
         self._last_ping = time.monotonic()
@@ -191,7 +198,7 @@ class Session:
             and frame.size
             and frame.first == self.sent_to + 1
             and not self._queue
-            and not self._control
+            and self._pong is None
             and not sink.congested()
         ):
             # the fan-out's common case, kept short: it runs once per session per pass
@@ -231,10 +238,34 @@ class Session:
             self.backlog.changed(1 if waiting else -1)
             self._counted = waiting
 
-    def send_control(self, frame: dict) -> None:
-        """Queue a small control frame (pong) ahead of deltas."""
-        self._control.append(frame)
+    def answer_ping(self, ident: object) -> None:
+        """Answer a client ping (ahead of deltas). Only the latest answer waits: a ping that
+        arrives while the previous pong is still unwritten replaces it, and a client that
+        keeps that up past ``max_unanswered_pings`` is closed (``FLOOD``, 1008).
+
+        Why: a client that sends pings and never reads used to make the server queue a pong
+        per ping, hundreds of megabytes in seconds. Only pings that arrive while the socket
+        cannot take writes count (a burst merely waiting for the writer task does not).
+        """
+        if self._final is not None:
+            return
+        if self._pong is not None and self._cannot_write():
+            self._superseded_pings += 1
+            if self._superseded_pings > self.limits.max_unanswered_pings:
+                self._pong = None
+                self.finish(
+                    protocol.error("FLOOD", "pings sent faster than their answers are read"),
+                    protocol.CLOSE_POLICY,
+                )
+                return
+        self._pong = protocol.pong(ident)
         self._notify()
+
+    def _cannot_write(self) -> bool:
+        """The socket is full (push mode) or a send is blocked in flight (pull mode)."""
+        if self._sink is not None:
+            return self._sink.congested()
+        return self.sending_since is not None
 
     def resync(self, reason: str) -> None:
         """Drop the backlog and end the session with a resync notice."""
@@ -307,8 +338,10 @@ class Session:
 
     def _ready(self, now: float) -> Outgoing | None:
         """What to send next, if anything is due now (control, final, heartbeat, deltas)."""
-        if self._control:
-            return Outgoing(protocol.encode(self._control.pop(0), self.codec))
+        if self._pong is not None:
+            pong, self._pong = self._pong, None
+            self._superseded_pings = 0
+            return Outgoing(protocol.encode(pong, self.codec))
         if self._final is not None:
             return self.final_outgoing()
         # heartbeats go out even under a sustained backlog, or a client that only answers
@@ -353,7 +386,7 @@ class Session:
         if self._sink is not None:
             if not (
                 self._queue
-                or self._control
+                or self._pong is not None
                 or self.offered_to > self.sent_to
                 or now - self._last_ping >= self.limits.heartbeat_seconds
             ):

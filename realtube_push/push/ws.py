@@ -23,7 +23,7 @@ import structlog
 from realtube_push.api.context import resolve_client_ip
 from realtube_push.api.errors import ApiError
 from realtube_push.push import protocol, resume
-from realtube_push.push.direct import decline_compression, socket_for
+from realtube_push.push.direct import DirectSocket, decline_compression, socket_for
 from realtube_push.push.protocol import Codec, Hello, ProtocolError
 from realtube_push.push.session import Session
 from realtube_push.push.transport import (
@@ -147,28 +147,45 @@ async def _serve(svc: Services, scope: Scope, receive: Receive, send: Send, ip: 
         slot_reserved=True,
         idle_timeout=True,
     )
+    # the connection's socket, where Hypercorn lets us reach it (not under HTTP/2): push mode
+    # writes to it, and either mode drops a client that stopped reading through it (a
+    # graceful close would wait behind the bytes it does not read)
+    sock = socket_for(send, high_water=WRITE_HIGH_WATER)
     client_left = False
     try:
         # One scope for the connection's life (a scope per wait or send cost a fifth of the
         # fan-out's CPU). The session cancels it when it must end (``on_final``), and the
-        # hub's sweeper when an ASGI send stays blocked past the send timeout (``on_stuck``,
-        # until push mode takes over).
+        # hub's sweeper when a send stays blocked past the send timeout (``on_stuck``).
         with anyio.CancelScope() as connection:
-            session.on_final = session.on_stuck = connection.cancel
-            client_left = await _stream(svc, session, hello, receive, send)
+            session.on_final = connection.cancel
+            session.on_stuck = connection.cancel if sock is None else sock.abort
+            client_left = await _stream(svc, session, hello, receive, send, sock)
         if session.stalled:
             # the client's doing, not an error: what it did not read stayed bounded
             log.info("ws_client_stalled", waited_seconds=settings.live_send_timeout_seconds)
             return
         final = session.final_outgoing()
-        if final is not None and final.close_code is not None and not client_left:
-            await _close(svc, send, final.data, final.close_code)
+        if final is None or final.close_code is None or client_left:
+            return
+        if not (sock is not None and sock.congested()) and await _close(
+            svc, receive, send, final.data, final.close_code
+        ):
+            return
+        # the client does not read: the close handshake would wait behind its unread bytes
+        log.info("ws_client_not_reading", close_code=final.close_code)
+        if sock is not None:
+            sock.abort()
     finally:
         record_end(svc, session)
 
 
 async def _stream(
-    svc: Services, session: Session, hello: Hello, receive: Receive, send: Send
+    svc: Services,
+    session: Session,
+    hello: Hello,
+    receive: Receive,
+    send: Send,
+    sock: DirectSocket | None,
 ) -> bool:
     """Welcome, replay, then live frames until the session ends; True when the client left."""
     start = await resume.begin(svc, session, hello)
@@ -176,14 +193,10 @@ async def _stream(
         await _send(session, send, protocol.encode(start.welcome, session.codec))
         async for data in resume.replay(svc, session, start):
             await _send(session, send, data)
-    direct = (
-        socket_for(send, high_water=WRITE_HIGH_WATER) if svc.settings.live_direct_writes else None
-    )
-    if direct is None:
+    if sock is None or not svc.settings.live_direct_writes:
         return await _pull(svc, session, receive, send)
     session.on_written = partial(count_written, svc.metrics)
-    session.on_stuck = direct.abort  # nothing awaits a write in push mode: drop the socket
-    session.attach(direct)
+    session.attach(sock)
     return await _read(svc, session, receive)
 
 
@@ -231,11 +244,17 @@ async def _send(session: Session, send: Send, data: bytes | str) -> None:
         session.sending_since = None
 
 
-async def _close(svc: Services, send: Send, data: bytes | str, code: int) -> None:
-    """The final notice, then the close handshake (bounded: the client may not read)."""
+async def _close(svc: Services, receive: Receive, send: Send, data: bytes | str, code: int) -> bool:
+    """The final notice and the close handshake, until the client's Close answers ours;
+    False when that did not happen within the send timeout (a client that does not read
+    never answers, and its connection would stay open)."""
     with anyio.move_on_after(svc.settings.live_send_timeout_seconds):
         await send(_message(data))
         await send({"type": "websocket.close", "code": code})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass  # what the client sent before it read our Close
+        return True
+    return False
 
 
 async def _fail(send: Send, codec: Codec, exc: ProtocolError) -> None:
@@ -259,7 +278,7 @@ async def _read(svc: Services, session: Session, receive: Receive) -> bool:
             return False
         kind = frame["t"]
         if kind == "ping":
-            session.send_control(protocol.pong(frame.get("id")))
+            session.answer_ping(frame.get("id"))
         elif kind != "pong":
             session.finish(
                 protocol.error("UNKNOWN_TYPE", f"unknown message type {kind!r}"),

@@ -433,3 +433,37 @@ async def test_a_stalled_client_is_dropped_with_bounded_memory_while_others_keep
 
 async def sessions(server: Server, n: int) -> bool:
     return await live_connections(server.url) == n
+
+
+# --------------------------------------------------------------------------- a ping flood
+
+
+@pytest.mark.parametrize("direct_writes", WRITE_PATHS, ids=["direct", "asgi"])
+async def test_a_ping_flood_from_a_client_that_never_reads_is_closed_with_bounded_memory(
+    servers, direct_writes
+):
+    server = servers.start(LIVE_DIRECT_WRITES=direct_writes, LIVE_SEND_TIMEOUT_SECONDS="2")
+    rss_before = rss_bytes(server.process.pid)
+
+    flooders = [await anyio.to_thread.run_sync(StalledClient, server.port, HELLO) for _ in range(3)]
+    try:
+        async with anyio.create_task_group() as tg:
+            dropped: list[bool] = []
+
+            async def flood(client: StalledClient) -> None:
+                # each ping is 3.9 KB: unbounded answers made this hundreds of MB in seconds
+                dropped.append(
+                    await anyio.to_thread.run_sync(lambda: client.flood_pings(3900, for_at_most=30))
+                )
+
+            for client in flooders:
+                tg.start_soon(flood, client)
+        rss_after = rss_bytes(server.process.pid)
+    finally:
+        for client in flooders:
+            client.close()
+
+    assert dropped == [True, True, True]
+    assert rss_after - rss_before < 5 * 1024 * 1024, (rss_before, rss_after)
+    await eventually(lambda: sessions(server, 0), what="the flooders' sessions gone")
+    await assert_unharmed(server)

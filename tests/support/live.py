@@ -16,6 +16,7 @@ import contextlib
 import json
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -610,8 +611,27 @@ class StalledClient:
                 raise AssertionError(f"handshake refused: {head!r}")
             head += chunk
         assert head.startswith(b"HTTP/1.1 101"), head
-        conn = wsproto.connection.Connection(wsproto.ConnectionType.CLIENT)
-        self.sock.sendall(conn.send(wsproto.events.BytesMessage(msgpack.packb(hello_frame))))
+        self._conn = wsproto.connection.Connection(wsproto.ConnectionType.CLIENT)
+        self.send(hello_frame)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """One masked binary message (raises OSError once the server dropped us)."""
+        self.sock.sendall(self._conn.send(wsproto.events.BytesMessage(msgpack.packb(frame))))
+
+    def flood_pings(self, id_size: int, *, for_at_most: float) -> bool:
+        """Send pings with an ``id_size``-byte id as fast as the server takes them, never
+        reading; True when the server dropped the connection within ``for_at_most`` s."""
+        frame = {"t": "ping", "id": "x" * id_size}
+        deadline = time.monotonic() + for_at_most
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)  # a send blocked past the deadline: not dropped
+                self.send(frame)
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+        return False
 
     def received_bytes_pending(self) -> int:
         """Bytes the kernel holds for us unread (the client's side of the stall)."""
