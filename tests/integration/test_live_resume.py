@@ -336,7 +336,12 @@ async def test_on_sigterm_clients_reconnect_elsewhere_and_resume_without_loss(
     flow = VoteFlow(World(servers, database_url, [b], LIVE_ENV))
     async with anyio.create_task_group() as tg:
         tg.start_soon(flow.run)  # votes keep flowing across the switch
-        async with ws_subscriber(a.url) as ws, sse_subscriber(a.url) as sse:
+        # new clients full-sync first and go live from that cursor (docs/protocol.md §1): a
+        # client without a cursor would be welcomed past votes already cast and miss them
+        async with httpx.AsyncClient(base_url=a.url) as api:
+            ws_data, sse_data = await full_sync(api), await full_sync(api)
+        synced_to = {"ws": ws_data.seq, "sse": sse_data.seq}
+        async with ws_subscriber(a.url, ws_data) as ws, sse_subscriber(a.url, sse_data) as sse:
             for sub in (ws, sse):
                 await sub.until_frame("welcome")
                 await sub.wait_for(lambda s=sub: len(s.video_deltas) >= 3, what="3 deltas")
@@ -368,8 +373,8 @@ async def test_on_sigterm_clients_reconnect_elsewhere_and_resume_without_loss(
     for before, after in ((ws, ws_b), (sse, sse_b)):
         assert after.welcome["resume"] in ("replay", "live")
         assert not after.of_type("resync")
-        # every delta after the first welcome arrived exactly once, in order, across the switch
-        log = await sync_log(database_url, after=before.welcome["seq"])
+        # every delta after the full sync arrived exactly once, in order, across the switch
+        log = await sync_log(database_url, after=synced_to[before.transport])
         got = [(d["seq"], d["videoId"]) for d in before.video_deltas + after.video_deltas]
         assert got == [(r.seq, r.entity_id) for r in log]
     assert start < last
