@@ -1,7 +1,8 @@
 """The application, assembled in one visible place, and its lifecycle.
 
 ``create_app`` lists every blueprint and hook (and the one route served beside Quart).
-``run`` owns the process: it opens the services, starts every background task in one AnyIO
+``run`` owns the process: it opens the services, composes the live channel on top of them
+(the hub, and the bus subscriber that feeds it), starts every background task in one AnyIO
 task group, serves HTTP with Hypercorn until SIGTERM/SIGINT, then shuts down in order: stop
 accepting and finish in-flight requests (``SHUTDOWN_GRACE_SECONDS`` cap), flush the score
 queue, cancel and await the background tasks, close Redis and the pool.
@@ -26,7 +27,6 @@ from realtube_push.api import (
     admin,
     channels,
     cors,
-    errors,
     export,
     health,
     json,
@@ -37,15 +37,19 @@ from realtube_push.api import (
     videos,
     votes,
 )
-from realtube_push.api.context import ip_hash
 from realtube_push.config import Settings
 from realtube_push.push import admin as live_admin
 from realtube_push.push import sse, ws
 from realtube_push.push.bus import BusSubscriber
+from realtube_push.push.context import LiveServices, live_readiness
+from realtube_push.push.hub import Hub
 from realtube_push.ratelimit import Verdict
 from realtube_push.services import Services, open_services
+from realtube_push.web import errors
+from realtube_push.web.request import ip_hash
 from realtube_push.workers import channels as channel_worker
 from realtube_push.workers import fullblob, prune, score, trust
+from realtube_push.workers.transient import TRANSIENT_ERRORS
 
 log = structlog.get_logger("realtube.app")
 
@@ -73,7 +77,7 @@ BACKGROUND_WORKERS: tuple[Callable[[Services], Awaitable[None]], ...] = (
 )
 
 
-def create_app(svc: Services) -> Quart:
+def create_app(svc: LiveServices) -> Quart:
     """The Quart app: routes, validation/OpenAPI, CORS, errors, request log and metrics."""
     app = Quart("realtube_push")
     app.config["MAX_CONTENT_LENGTH"] = svc.settings.max_body_bytes
@@ -148,7 +152,8 @@ async def run(
     listen_fd: int | None = None,
 ) -> None:
     """Run the service (HTTP and/or workers) until SIGTERM or SIGINT, then shut down cleanly."""
-    async with open_services(settings) as svc:
+    async with open_services(settings) as base:
+        svc = compose(base)
         stop = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop)
@@ -175,10 +180,26 @@ async def run(
                     try:
                         flushed = await score.drain(svc)
                         log.info("score_queue_flushed", videos=flushed)
-                    except score.TRANSIENT_ERRORS:  # the queue is durable: a later worker drains it
+                    except TRANSIENT_ERRORS:  # the queue is durable: a later worker drains it
                         log.warning("score_queue_flush_failed", exc_info=True)
             tg.cancel_scope.cancel()
     log.info("stopped", instance=settings.instance_id)
+
+
+def compose(svc: Services) -> LiveServices:
+    """The live channel on top of the services: this process's hub, reporting its section of
+    /health/ready."""
+    settings = svc.settings
+    hub = Hub(
+        instance=settings.instance_id,
+        max_per_ip=settings.live_max_connections_per_ip,
+        metrics=svc.metrics,
+        pause_factor=settings.live_fanout_pause_factor,
+        max_pause_seconds=settings.live_fanout_max_pause_ms / 1000,
+    )
+    live = LiveServices.around(svc, hub)
+    live.status.sections["live"] = partial(live_readiness, live)
+    return live
 
 
 def _sweep_seconds(settings: Settings) -> float:
@@ -187,7 +208,7 @@ def _sweep_seconds(settings: Settings) -> float:
     return max(0.05, min(1.0, shortest / 2))
 
 
-async def _live_clients_leave(svc: Services, stop: anyio.Event) -> None:
+async def _live_clients_leave(svc: LiveServices, stop: anyio.Event) -> None:
     """Hypercorn's shutdown trigger: on stop, live clients are told to reconnect elsewhere
     (WS close 1012, SSE retry hint) and leave before the HTTP grace period starts."""
     await stop.wait()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import structlog
@@ -119,10 +121,12 @@ class Metrics:
 
 @dataclass
 class Status:
-    """Liveness facts for /health/ready: when each background job last completed a run."""
+    """Liveness facts for /health/ready: when each background job last completed a run, and
+    the sections that parts composed on top of the services add (``app.py`` adds ``live``)."""
 
     started: float = field(default_factory=time.time)
     last_runs: dict[str, float] = field(default_factory=dict)
+    sections: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
     def mark_run(self, job: str) -> None:
         self.last_runs[job] = time.time()

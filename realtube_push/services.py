@@ -2,7 +2,8 @@
 
 ``open_services`` is the only place a pool or a Redis client is created; everything else
 receives a ``Services`` and never builds its own connections (the score worker's LISTEN
-connection is the one exception, since LISTEN needs a dedicated session).
+connection is the one exception, since LISTEN needs a dedicated session). What runs on top
+of them (the live hub, the routes, the workers) is composed in ``app.py``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ from redis.asyncio import Redis
 from realtube_push.cache import Cache, Keys
 from realtube_push.config import Settings
 from realtube_push.observability import Metrics, Status
-from realtube_push.push import bus
-from realtube_push.push.hub import Hub
+from realtube_push.publisher import Publisher
 from realtube_push.ratelimit import RateLimiter
 from realtube_push.store import db
-from realtube_push.store.synclog import AppendedBatch
 
 
 class ServiceUnavailable(RuntimeError):
@@ -39,13 +38,9 @@ class Services:
     keys: Keys
     cache: Cache
     limiter: RateLimiter
+    publisher: Publisher
     metrics: Metrics
     status: Status
-    hub: Hub
-
-    async def publish(self, batch: AppendedBatch) -> None:
-        """Publish a committed sync-log batch on the bus."""
-        await bus.publish_batch(self.redis, self.keys, batch)
 
 
 def redis_client(url: str) -> Redis:
@@ -75,29 +70,20 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 f"Redis unreachable at {_redact(settings.redis_url)}: {exc}"
             ) from exc
         keys = Keys(settings.redis_namespace)
-        metrics = Metrics()
+        cache = Cache(
+            redis, keys, video_ttl=settings.video_cache_ttl, channel_ttl=settings.channel_cache_ttl
+        )
         yield Services(
             settings=settings,
             database_url=settings.database_url,
             pool=pool,
             redis=redis,
             keys=keys,
-            cache=Cache(
-                redis,
-                keys,
-                video_ttl=settings.video_cache_ttl,
-                channel_ttl=settings.channel_cache_ttl,
-            ),
+            cache=cache,
             limiter=RateLimiter(redis, keys, enabled=settings.rate_limits_enabled),
-            metrics=metrics,
+            publisher=Publisher(redis, keys, cache),
+            metrics=Metrics(),
             status=Status(),
-            hub=Hub(
-                instance=settings.instance_id,
-                max_per_ip=settings.live_max_connections_per_ip,
-                metrics=metrics,
-                pause_factor=settings.live_fanout_pause_factor,
-                max_pause_seconds=settings.live_fanout_max_pause_ms / 1000,
-            ),
         )
     finally:
         await redis.aclose()

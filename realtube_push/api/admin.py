@@ -5,11 +5,9 @@ Access: ``POST /api/admin/login {"token": ADMIN_TOKEN}`` sets the session cookie
 route here, and the admin live topic (``push/admin.py``), answers 401 ``UNAUTHORIZED`` in the
 contract's error format without a valid one.
 
-The cookie is stateless and signed: ``v1.<sid>.<expires>.<hmac>`` where the HMAC-SHA256 key
-is itself derived from ``ADMIN_TOKEN``, so changing the token logs every session out, and a
-cookie cannot be forged or extended without the token. Logout records the session id in Redis
-until the session would have expired, so a copied cookie dies with the logout too. Token and
-signature comparisons are constant-time.
+The cookie and its checks live in ``web/admin_session.py`` (shared with the live topic): it is
+signed with a key derived from ``ADMIN_TOKEN`` and revoked in Redis on logout. The token
+comparison here is constant-time.
 
 Cross-site requests cannot act for an admin: the cookie is SameSite=Strict, state changes
 need a JSON body (a form post cannot send one without a CORS preflight), and a request whose
@@ -29,35 +27,36 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import secrets
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import structlog
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from quart import Blueprint, Response, jsonify, request
 from quart_schema import validate_request
-from redis.exceptions import RedisError
 
-from realtube_push.api.context import client_ip, enforce_limit, ip_hash, services
-from realtube_push.api.errors import ApiError
+from realtube_push.api.limits import enforce_limit
 from realtube_push.domain.ids import is_channel_id, is_user_id, is_video_id
 from realtube_push.domain.views import iso
 from realtube_push.ratelimit import Limit
 from realtube_push.services import Services
 from realtube_push.store import admin as admin_store
 from realtube_push.store.admin import ActionOutcome, AuditEntry
-from realtube_push.workers import score
+from realtube_push.web.admin_session import (
+    COOKIE,
+    SESSION_SECONDS,
+    new_session_cookie,
+    require_admin,
+)
+from realtube_push.web.errors import ApiError
+from realtube_push.web.origin import same_origin
+from realtube_push.web.request import client_ip, ip_hash, services
 
 blueprint = Blueprint("admin", __name__)
 log = structlog.get_logger("realtube.admin")
 
-COOKIE = "rt_admin"
-SESSION_SECONDS = 12 * 3600
 LOGIN_ATTEMPTS_PER_MINUTE = 10
-_KEY_LABEL = b"realtube-admin-session-v1"
 
 
 class _Body(BaseModel):
@@ -77,74 +76,6 @@ class ReasonIn(_Body):
 
 
 # -- sessions -------------------------------------------------------------------------------
-
-
-def _key(svc: Services) -> bytes | None:
-    """The session-signing key derived from ``ADMIN_TOKEN`` (None: admin access is off)."""
-    token = svc.settings.admin_token
-    if token is None or not token.get_secret_value():
-        return None
-    return hmac.new(token.get_secret_value().encode(), _KEY_LABEL, hashlib.sha256).digest()
-
-
-def _sign(key: bytes, payload: str) -> str:
-    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
-
-
-def new_session_cookie(svc: Services, now: float) -> tuple[str, int]:
-    """A signed session value and its expiry (unix seconds)."""
-    key = _key(svc)
-    assert key is not None
-    expires = int(now) + SESSION_SECONDS
-    payload = f"v1.{secrets.token_hex(16)}.{expires}"
-    return f"{payload}.{_sign(key, payload)}", expires
-
-
-def _parse_session(svc: Services, value: str | None, now: float) -> tuple[str, int] | None:
-    """``(session id, expiry)`` of a valid, unexpired cookie value, else None."""
-    key = _key(svc)
-    if key is None or not value or len(value) > 256:
-        return None
-    parts = value.split(".")
-    if len(parts) != 4 or parts[0] != "v1" or not parts[2].isdigit():
-        return None
-    payload = ".".join(parts[:3])
-    if not hmac.compare_digest(_sign(key, payload), parts[3]):
-        return None
-    expires = int(parts[2])
-    if expires <= now:
-        return None
-    return parts[1], expires
-
-
-async def admin_session(svc: Services, cookie: str | None) -> tuple[str, int] | None:
-    """The valid, not logged-out session of ``cookie`` (``(sid, expires)``), or None."""
-    session = _parse_session(svc, cookie, time.time())
-    if session is None:
-        return None
-    try:
-        revoked = await svc.redis.exists(svc.keys.admin_revoked(session[0]))
-    except RedisError:
-        # signature and expiry still hold; only a logout's revocation cannot be checked, and
-        # admins need the dashboard most when something is down
-        log.warning("admin_revocation_unchecked", exc_info=True)
-        return session
-    return None if revoked else session
-
-
-async def require_admin(svc: Services, cookie: str | None) -> tuple[str, int]:
-    """The admin session of this request, or 401 ``UNAUTHORIZED``."""
-    session = await admin_session(svc, cookie)
-    if session is None:
-        raise ApiError(401, "UNAUTHORIZED", "Admin session required: log in with the admin token")
-    return session
-
-
-def same_origin(origin: str | None, host: str | None) -> bool:
-    """Whether a request's ``Origin`` (when sent) names the host it was sent to."""
-    if not origin:
-        return True
-    return urlsplit(origin).netloc.lower() == (host or "").lower()
 
 
 def _https() -> bool:
@@ -257,7 +188,9 @@ async def _done(svc: Services, outcome: ActionOutcome | None, what: str) -> dict
     """Invalidate caches and publish what the action logged; the response body."""
     if outcome is None:
         raise ApiError(404, "NOT_FOUND", f"Unknown {what}")
-    await score.after_commit(svc, outcome.batch, videos=outcome.videos, channels=outcome.channels)
+    await svc.publisher.after_commit(
+        outcome.batch, videos=outcome.videos, channels=outcome.channels
+    )
     log.info(
         "admin_action",
         action=outcome.audit.action,

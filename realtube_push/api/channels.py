@@ -6,12 +6,13 @@ from typing import Any
 
 from quart import Blueprint
 
-from realtube_push.api.context import client_ip, enforce_limit, services
-from realtube_push.api.errors import ApiError
+from realtube_push.api.limits import enforce_limit
 from realtube_push.domain.ids import is_channel_id
 from realtube_push.domain.views import channel_object_from_row
 from realtube_push.ratelimit import Limit
 from realtube_push.store import channels as channel_store
+from realtube_push.web.errors import ApiError
+from realtube_push.web.request import client_ip, services
 
 blueprint = Blueprint("channels", __name__)
 

@@ -1,12 +1,13 @@
-"""CORS (via quart-cors) from ``CORS_ORIGINS``; entries ending in ``*`` are prefixes."""
+"""CORS (via quart-cors) from ``CORS_ORIGINS`` (see ``web/origin.py`` for the entries)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from quart import Quart
 from quart_cors import cors
+
+from realtube_push.web.origin import origin_patterns
 
 RATE_LIMIT_HEADERS = (
     "X-RateLimit-Limit",
@@ -15,31 +16,6 @@ RATE_LIMIT_HEADERS = (
     "Retry-After",
     "ETag",
 )
-
-
-def origin_patterns(entries: Iterable[str]) -> list[str | re.Pattern[str]]:
-    """``CORS_ORIGINS`` entries as quart-cors origins: exact strings or prefix patterns."""
-    patterns: list[str | re.Pattern[str]] = []
-    for entry in entries:
-        if entry == "*":
-            patterns.append("*")
-        elif entry.endswith("*"):
-            patterns.append(re.compile(re.escape(entry[:-1]) + r".*\Z"))
-        else:
-            patterns.append(entry)
-    return patterns
-
-
-def origin_allowed(origin: str | None, entries: Iterable[str]) -> bool:
-    """Whether a request's ``Origin`` is allowed (no Origin: not a browser, allowed)."""
-    if not origin:
-        return True
-    for allowed in origin_patterns(entries):
-        if allowed == "*" or allowed == origin:
-            return True
-        if isinstance(allowed, re.Pattern) and allowed.match(origin):
-            return True
-    return False
 
 
 def install(app: Quart, entries: Iterable[str]) -> Quart:

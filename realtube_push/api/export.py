@@ -11,10 +11,11 @@ from __future__ import annotations
 import anyio
 from quart import Blueprint, Response, request, send_file
 
-from realtube_push.api.context import client_ip, enforce_limit, services
-from realtube_push.api.errors import ApiError
+from realtube_push.api.limits import enforce_limit
 from realtube_push.export import ExportKind, newest_export
 from realtube_push.ratelimit import Limit
+from realtube_push.web.errors import ApiError
+from realtube_push.web.request import client_ip, services
 
 blueprint = Blueprint("export", __name__)
 

@@ -11,11 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response
 
 from realtube_push import __version__
-from realtube_push.api.context import services
 from realtube_push.domain.views import iso
-from realtube_push.observability import Metrics
 from realtube_push.store import scores as score_store
 from realtube_push.store import stats as stats_store
+from realtube_push.web.request import services
 
 blueprint = Blueprint("health", __name__)
 
@@ -53,19 +52,8 @@ async def ready() -> tuple[dict[str, Any], int]:
         }
     else:
         checks["score_worker"] = {"status": "external"}
-    hub = svc.hub
-    m = svc.metrics
-    checks["live"] = {
-        "status": "accepting" if hub.accepting else "draining",
-        "connections": dict(hub.connections_by_transport()),
-        "epoch": hub.epoch,
-        "seq": hub.seq,
-        "deltas_published": _sample(m, "realtube_live_deltas_published_total"),
-        "deltas_delivered": _sample(m, "realtube_live_deltas_delivered_total"),
-        "deltas_conflated": _sample(m, "realtube_live_deltas_conflated_total"),
-        "frames_sent": _sample(m, "realtube_live_frames_sent_total"),
-        "backfills": _sample(m, "realtube_live_backfills_total"),
-    }
+    for name, section in svc.status.sections.items():
+        checks[name] = section()
     healthy = database["status"] == "up" and redis["status"] == "up"
     body = {
         "status": "healthy" if healthy else "unhealthy",
@@ -77,10 +65,6 @@ async def ready() -> tuple[dict[str, Any], int]:
     return body, 200 if healthy else 503
 
 
-def _sample(metrics: Metrics, name: str) -> int:
-    return int(metrics.registry.get_sample_value(name) or 0)
-
-
 @blueprint.get("/metrics")
 async def metrics() -> Response:
     """Prometheus text format."""
@@ -89,9 +73,6 @@ async def metrics() -> Response:
     m.db_pool.labels("in_use").set(svc.pool.get_size() - svc.pool.get_idle_size())
     m.db_pool.labels("idle").set(svc.pool.get_idle_size())
     m.db_pool.labels("max").set(svc.pool.get_max_size())
-    by_transport = svc.hub.connections_by_transport()
-    for transport in ("ws", "sse"):
-        m.live_connections.labels(transport).set(by_transport.get(transport, 0))
     try:
         with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
             m.score_queue_depth.set(await score_store.queue_length(svc.pool))

@@ -20,7 +20,7 @@ from pathlib import Path
 from quart import Blueprint, Response, redirect, send_from_directory
 from werkzeug.exceptions import NotFound
 
-from realtube_push.api.context import services
+from realtube_push.web.request import services
 
 blueprint = Blueprint("static_files", __name__)
 

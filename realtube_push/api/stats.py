@@ -6,9 +6,10 @@ from typing import Any
 
 from quart import Blueprint
 
-from realtube_push.api.context import client_ip, enforce_limit, services
+from realtube_push.api.limits import enforce_limit
 from realtube_push.ratelimit import Limit
 from realtube_push.store import stats as stats_store
+from realtube_push.web.request import client_ip, services
 
 blueprint = Blueprint("stats", __name__)
 

@@ -15,15 +15,16 @@ import msgpack
 import orjson
 from quart import Blueprint, Response, request
 
-from realtube_push.api.context import client_ip, enforce_limit, services
-from realtube_push.api.errors import ApiError
+from realtube_push import fullblob
+from realtube_push.api.limits import enforce_limit
 from realtube_push.domain.ids import is_user_id
 from realtube_push.domain.views import iso
 from realtube_push.ratelimit import Limit
 from realtube_push.store import fullblob as blob_store
 from realtube_push.store import synclog
 from realtube_push.store.synclog import LoggedDelta
-from realtube_push.workers import fullblob
+from realtube_push.web.errors import ApiError
+from realtube_push.web.request import client_ip, services
 
 blueprint = Blueprint("sync", __name__)
 
@@ -136,7 +137,7 @@ async def full() -> Response:
     svc = services()
     meta = await blob_store.load_meta(svc.pool)
     if meta is None:
-        await fullblob.rebuild(svc)
+        await fullblob.rebuild(svc.pool)
         meta = await blob_store.load_meta(svc.pool)
         assert meta is not None
     fmt = "msgpack" if _wants_msgpack() else "json"

@@ -7,12 +7,13 @@ from typing import Any
 
 from quart import Blueprint
 
-from realtube_push.api.context import client_ip, enforce_limit, services
-from realtube_push.api.errors import ApiError
+from realtube_push.api.limits import enforce_limit
 from realtube_push.domain.ids import is_user_id
 from realtube_push.domain.trust import NEW_ACCOUNT_TRUST
 from realtube_push.ratelimit import Limit
 from realtube_push.store import users as user_store
+from realtube_push.web.errors import ApiError
+from realtube_push.web.request import client_ip, services
 
 blueprint = Blueprint("users", __name__)
 

@@ -6,14 +6,15 @@ from typing import Any
 
 from quart import Blueprint, g, request
 
-from realtube_push.api.context import client_ip, enforce_limit, services
-from realtube_push.api.errors import ApiError
+from realtube_push.api.limits import enforce_limit
 from realtube_push.domain.categories import parse_categories
 from realtube_push.domain.ids import is_video_id, parse_hash_prefix, prefix_range
 from realtube_push.domain.views import video_object
 from realtube_push.ratelimit import Limit
 from realtube_push.store import videos as video_store
 from realtube_push.store.videos import VideoRow
+from realtube_push.web.errors import ApiError
+from realtube_push.web.request import client_ip, services
 
 blueprint = Blueprint("videos", __name__)
 

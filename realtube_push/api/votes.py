@@ -5,20 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from quart import Blueprint, g
 from quart_schema import validate_request
-from redis.exceptions import RedisError
 
-from realtube_push.api.context import client_ip, enforce_limit, ip_hash, services
-from realtube_push.api.errors import ApiError
+from realtube_push.api.limits import enforce_limit
 from realtube_push.api.schemas import VoteDeleteIn, VoteIn
 from realtube_push.domain.ids import entity_hash
 from realtube_push.ratelimit import Limit
-from realtube_push.services import Services
 from realtube_push.store import votes as vote_store
-
-log = structlog.get_logger("realtube.votes")
+from realtube_push.web.errors import ApiError
+from realtube_push.web.request import client_ip, ip_hash, services
 
 blueprint = Blueprint("votes", __name__)
 
@@ -51,7 +47,9 @@ async def cast(data: VoteIn) -> tuple[dict[str, Any], int]:
         )
     svc.metrics.votes.labels(str(outcome.applied).lower()).inc()
     if outcome.applied:
-        await _invalidate(svc, data.video_id, video_hash)
+        # the vote is durable now: Redis trouble must not answer it with a 500 (the client
+        # would retry a vote that already counts), and the publisher never raises for it
+        await svc.publisher.after_commit(videos=[(data.video_id, video_hash)])
     return {
         "success": True,
         "newScore": round(outcome.video_score, 1),
@@ -71,15 +69,5 @@ async def withdraw(data: VoteDeleteIn) -> tuple[dict[str, Any], int]:
         removed = await vote_store.withdraw_vote(conn, video_id=data.video_id, user_id=data.user_id)
     if not removed:
         raise ApiError(404, "NOT_FOUND", "No such vote")
-    await _invalidate(svc, data.video_id, entity_hash(data.video_id))
+    await svc.publisher.after_commit(videos=[(data.video_id, entity_hash(data.video_id))])
     return {"success": True}, 200
-
-
-async def _invalidate(svc: Services, video_id: str, video_hash: str) -> None:
-    """Drop the video's cached copies after the commit. The vote is durable by now, so a Redis
-    failure must not answer it with a 500 (the client would retry a vote that already counts);
-    the cached copies expire with their TTL, and the score worker invalidates them again."""
-    try:
-        await svc.cache.invalidate(videos=[(video_id, video_hash)])
-    except RedisError:
-        log.warning("vote_invalidation_failed", video_id=video_id, exc_info=True)

@@ -31,10 +31,8 @@ import structlog
 from prometheus_client import Counter, Histogram
 from quart import Blueprint, Response, request
 
-from realtube_push.api.admin import COOKIE, require_admin, same_origin
-from realtube_push.api.context import client_ip, services
-from realtube_push.api.errors import ApiError
 from realtube_push.push import protocol, resume
+from realtube_push.push.context import LiveServices, live_services
 from realtube_push.push.protocol import Codec, Hello, Subscription
 from realtube_push.push.session import Session
 from realtube_push.push.transport import (
@@ -44,8 +42,11 @@ from realtube_push.push.transport import (
     record_sent,
     take_slot,
 )
-from realtube_push.services import Services
 from realtube_push.store import admin as admin_store
+from realtube_push.web.admin_session import COOKIE, require_admin
+from realtube_push.web.errors import ApiError
+from realtube_push.web.origin import same_origin
+from realtube_push.web.request import client_ip
 
 blueprint = Blueprint("live_admin", __name__)
 log = structlog.get_logger("realtube.admin_live")
@@ -85,7 +86,7 @@ def _buckets(metric: Histogram) -> list[tuple[str, float]]:
     return sorted(pairs, key=lambda pair: float(pair[0]))
 
 
-async def snapshot(svc: Services, now: float) -> dict[str, Any]:
+async def snapshot(svc: LiveServices, now: float) -> dict[str, Any]:
     """This instance's counters right now."""
     m = svc.metrics
     pool = svc.pool
@@ -115,7 +116,7 @@ async def snapshot(svc: Services, now: float) -> dict[str, Any]:
     }
 
 
-async def publish_stats(svc: Services) -> None:
+async def publish_stats(svc: LiveServices) -> None:
     """Write this instance's snapshot to Redis every second, until cancelled."""
     keys = svc.keys
     instance = svc.settings.instance_id
@@ -134,7 +135,7 @@ async def publish_stats(svc: Services) -> None:
         await anyio.sleep(max(0.0, INTERVAL_SECONDS - (anyio.current_time() - started)))
 
 
-async def read_snapshots(svc: Services) -> list[dict[str, Any]]:
+async def read_snapshots(svc: LiveServices) -> list[dict[str, Any]]:
     """Every instance's fresh snapshot (at most ``SNAPSHOT_TTL_SECONDS`` old)."""
     keys = svc.keys
     now = time.time()
@@ -263,7 +264,7 @@ def _stats_event(body: dict[str, Any]) -> bytes:
 @blueprint.get("/api/live/admin")
 async def live_admin() -> Response:
     """Stream ``stats`` (every second) and ``deltas`` (as they happen) to a logged-in admin."""
-    svc = services()
+    svc = live_services()
     await require_admin(svc, request.cookies.get(COOKIE))
     if not same_origin(request.headers.get("Origin"), request.host):
         raise ApiError(403, "UNAUTHORIZED", "Cross-origin admin streams are refused")
@@ -285,12 +286,12 @@ async def live_admin() -> Response:
 @blueprint.get("/api/admin/stats")
 async def stats() -> dict[str, Any]:
     """One aggregate, as the live topic sends it every second (for scripts and checks)."""
-    svc = services()
+    svc = live_services()
     await require_admin(svc, request.cookies.get(COOKIE))
     return Aggregator().aggregate(await read_snapshots(svc), time.time())
 
 
-async def _stream(svc: Services, session: Session) -> AsyncIterator[bytes]:
+async def _stream(svc: LiveServices, session: Session) -> AsyncIterator[bytes]:
     """``welcome``, then ``stats`` every second interleaved with the session's frames.
 
     Yields happen outside any cancel scope (a scope must not span a generator's yield).

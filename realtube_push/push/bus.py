@@ -1,9 +1,8 @@
-"""The delta bus: committed sync-log batches travel from the writer to every instance.
+"""The delta bus, subscriber side: committed sync-log batches reach every instance's hub.
 
-Promises (publisher side):
-- a batch is published only after its transaction committed, in one Redis MULTI that both
-  records its deltas in the recent-delta store (``sync:recent``, a sorted set by seq) and
-  PUBLISHes it, so a subscriber that sees the message can also replay it;
+``publisher.py`` writes what is read here (the message format is described there).
+
+Promises:
 - delivery over pub/sub is at most once. Losing a message is survivable because each batch
   names its seq range: a subscriber that receives ``first_seq`` beyond the last seq it saw
   knows exactly which seqs to backfill (from ``sync:recent``, else PostgreSQL).
@@ -12,63 +11,22 @@ Promises (publisher side):
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
 
 import anyio
 import asyncpg
 import msgpack
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from realtube_push.cache import Keys
 from realtube_push.push.frames import Batch, Delta
+from realtube_push.push.hub import Hub
+from realtube_push.services import Services
 from realtube_push.store import synclog
-from realtube_push.store.synclog import AppendedBatch, LoggedDelta
-
-if TYPE_CHECKING:
-    from realtube_push.push.hub import Hub
-    from realtube_push.services import Services
+from realtube_push.store.synclog import LoggedDelta
 
 log = structlog.get_logger("realtube.bus")
 
-RECENT_MAX_DELTAS = 200_000
 BACKFILL_PAGE = 5_000
-
-
-def pack_delta(seq: int, kind: str, entity_hash: str, payload: dict[str, Any]) -> bytes:
-    """A delta as the bus and the recent store carry it: [seq, kind, hash, payload]."""
-    return msgpack.packb([seq, kind, entity_hash, payload])
-
-
-def pack_batch(batch: AppendedBatch) -> tuple[bytes, list[bytes]]:
-    """The pub/sub message for a batch and its packed deltas (for the recent store)."""
-    deltas = [
-        pack_delta(batch.first_seq + i, e.kind, e.entity_hash, e.payload)
-        for i, e in enumerate(batch.entries)
-    ]
-    message = msgpack.packb(
-        {
-            "epoch": batch.epoch,
-            "first": batch.first_seq,
-            "last": batch.last_seq,
-            "ts": time.time(),
-            "deltas": deltas,
-        }
-    )
-    return message, deltas
-
-
-async def publish_batch(redis: Redis, keys: Keys, batch: AppendedBatch) -> None:
-    """Record the batch in the recent store and publish it, atomically (MULTI/EXEC)."""
-    message, deltas = pack_batch(batch)
-    mapping = {packed: batch.first_seq + i for i, packed in enumerate(deltas)}
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(keys.recent_epoch, batch.epoch)
-        pipe.zadd(keys.recent_deltas, mapping)
-        pipe.zremrangebyrank(keys.recent_deltas, 0, -RECENT_MAX_DELTAS - 1)
-        pipe.publish(keys.deltas_channel, message)
-        await pipe.execute()
 
 
 def unpack_deltas(packed: list[bytes]) -> list[Delta]:

@@ -3,7 +3,7 @@
 Why: a fan-out writes the same frame to thousands of connections. Through ASGI each write is
 ``await send(...)`` -> Hypercorn's stream -> wsproto framing -> a lock and a drain per
 message: ~40 % of a busy process went there. A shared frame is framed once
-(``ws_message``) and each connection costs one ``transport.write``.
+(``push/framing.py``) and each connection costs one ``transport.write``.
 
 How: Hypercorn (asyncio worker, HTTP/1.1) hands the ASGI app ``WSStream.app_send``; its
 stream writes through ``H11Protocol.stream_send`` to ``TCPServer.protocol_send``, whose
@@ -11,9 +11,6 @@ stream writes through ``H11Protocol.stream_send`` to ``TCPServer.protocol_send``
 returns None for anything else (HTTP/2 WebSockets, another server), where the caller keeps
 the ASGI path. Hypercorn still owns the connection: it answers pings, frames the close
 handshake and notices EOF; interleaving is safe because every write here is one whole frame.
-
-Server frames are unmasked and, even when permessage-deflate was negotiated, may be sent
-uncompressed (RFC 7692 section 6: RSV1 clear), so pre-framed bytes fit every connection.
 """
 
 from __future__ import annotations
@@ -24,15 +21,6 @@ from typing import Any
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
-from wsproto.frame_protocol import FrameProtocol
-
-_SERVER_FRAMER = FrameProtocol(client=False, extensions=[])
-
-
-def ws_message(payload: bytes | str) -> bytes:
-    """One complete, unfragmented server-to-client WebSocket message (binary for bytes,
-    text for str)."""
-    return bytes(_SERVER_FRAMER.send_data(payload, fin=True))
 
 
 class DirectSocket:
@@ -46,7 +34,7 @@ class DirectSocket:
         self.high_water = high_water
         self._buffered = transport.get_write_buffer_size
         self._is_closing = transport.is_closing
-        # write(message): queue one pre-framed message (see ``ws_message``)
+        # write(message): queue one pre-framed message (see ``push/framing.py``)
         self.write = transport.write
         # abort(): drop the connection now, unsent bytes and all (a client that stopped reading)
         self.abort = transport.abort

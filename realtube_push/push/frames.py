@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtube_push.push import protocol
-from realtube_push.push.direct import ws_message
+from realtube_push.push.framing import ws_message
 from realtube_push.push.protocol import Codec, Subscription
 
 

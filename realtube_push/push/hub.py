@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, deque
+from functools import partial
 
 import anyio
 import anyio.lowlevel
@@ -66,6 +67,11 @@ class Hub:
         self._arrived = anyio.Event()
         self._emptied = anyio.Event()
         self.backlog = Backlog()
+        if metrics is not None:
+            for transport in ("ws", "sse"):  # counted when scraped, not per connection
+                metrics.live_connections.labels(transport).set_function(
+                    partial(self._count, transport)
+                )
 
     def reset(self, epoch: str, seq: int) -> None:
         """Start (or restart after an epoch change) at ``(epoch, seq)``."""
@@ -128,7 +134,11 @@ class Hub:
         self._arrived.set()
 
     def connections_by_transport(self) -> Counter[str]:
+        """Sessions per transport (``ws``, ``sse``, ``admin``)."""
         return Counter(s.transport for s in self.sessions)
+
+    def _count(self, transport: str) -> int:
+        return sum(1 for s in self.sessions if s.transport == transport)
 
     async def run(self, *, sweep_seconds: float = 0.5) -> None:
         """Fan out forever (each pass takes everything that arrived since the last one), and

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from realtube_push.push import protocol
 from realtube_push.push.bus import read_range
+from realtube_push.push.context import LiveServices
 from realtube_push.push.frames import Batch, frame_for
 from realtube_push.push.protocol import Hello
 from realtube_push.push.session import Session
 from realtube_push.push.transport import count_written
-from realtube_push.services import Services
 from realtube_push.store import synclog
 
 REPLAY_PAGE = 1_000
@@ -32,7 +32,7 @@ class Start:
     replay_upto: int = 0
 
 
-async def begin(svc: Services, session: Session, hello: Hello) -> Start:
+async def begin(svc: LiveServices, session: Session, hello: Hello) -> Start:
     """Register ``session`` and decide how it starts."""
     pos = await synclog.position(svc.pool)  # read before registering: no await after it
     hub = svc.hub
@@ -71,7 +71,7 @@ async def begin(svc: Services, session: Session, hello: Hello) -> Start:
     return Start(welcome("replay"), replay_after=seq, replay_upto=s0)
 
 
-async def replay(svc: Services, session: Session, start: Start) -> AsyncIterator[bytes | str]:
+async def replay(svc: LiveServices, session: Session, start: Start) -> AsyncIterator[bytes | str]:
     """The gap as contiguous frames for the session's subscription (pages of the log),
     encoded in its codec and counted as written once the caller has sent each. A gap that
     leaves the retention window meanwhile ends the replay with a resync instead."""

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 import anyio
 
 from realtube_push.push import protocol
-from realtube_push.push.direct import DirectSocket, ws_message
+from realtube_push.push.direct import DirectSocket
 from realtube_push.push.frames import Frame, conflate, empty_frame
+from realtube_push.push.framing import ws_message
 from realtube_push.push.protocol import Codec, Subscription
 
 

@@ -6,9 +6,8 @@ from collections.abc import AsyncGenerator
 
 from quart import Blueprint, Response, request
 
-from realtube_push.api.context import client_ip, services
-from realtube_push.api.errors import ApiError
 from realtube_push.push import protocol, resume
+from realtube_push.push.context import LiveServices, live_services
 from realtube_push.push.protocol import Codec, Hello, ProtocolError, Subscription
 from realtube_push.push.session import Session
 from realtube_push.push.transport import (
@@ -18,7 +17,8 @@ from realtube_push.push.transport import (
     record_sent,
     refuse,
 )
-from realtube_push.services import Services
+from realtube_push.web.errors import ApiError
+from realtube_push.web.request import client_ip
 
 blueprint = Blueprint("live_sse", __name__)
 
@@ -57,7 +57,7 @@ def _hello() -> Hello:
 @blueprint.get("/api/live/sse")
 async def live_sse() -> Response:
     """Open an event stream resuming from the client's cursor."""
-    svc = services()
+    svc = live_services()
     ip = client_ip()
     hello = _hello()
     refusal = refuse(svc, request.headers.get("Origin"), ip)
@@ -74,7 +74,7 @@ async def live_sse() -> Response:
     return await event_stream(_stream(svc, session, hello))
 
 
-async def _stream(svc: Services, session: Session, hello: Hello) -> AsyncGenerator[bytes, None]:
+async def _stream(svc: LiveServices, session: Session, hello: Hello) -> AsyncGenerator[bytes, None]:
     try:
         # registering inside the stream (started by the handler) ties the session's life to it
         start = await resume.begin(svc, session, hello)

@@ -7,16 +7,16 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from quart import Response
 
-from realtube_push.api.cors import origin_allowed
-from realtube_push.api.errors import ApiError
 from realtube_push.observability import Metrics
+from realtube_push.push.context import LiveServices
 from realtube_push.push.frames import Frame
 from realtube_push.push.protocol import Codec, Subscription
 from realtube_push.push.session import Session, SessionLimits
-from realtube_push.services import Services
+from realtube_push.web.errors import ApiError
+from realtube_push.web.origin import origin_allowed
 
 
-def refuse(svc: Services, origin: str | None, client_ip: str) -> ApiError | None:
+def refuse(svc: LiveServices, origin: str | None, client_ip: str) -> ApiError | None:
     """The HTTP refusal for a connection that may not open, or None.
 
     None means admitted: the caller now holds one of the address's connection slots
@@ -27,7 +27,7 @@ def refuse(svc: Services, origin: str | None, client_ip: str) -> ApiError | None
     return take_slot(svc, client_ip)
 
 
-def take_slot(svc: Services, client_ip: str) -> ApiError | None:
+def take_slot(svc: LiveServices, client_ip: str) -> ApiError | None:
     """Reserve one of the address's connection slots, or the refusal (429, or 503 while the
     instance shuts down)."""
     if not svc.hub.reserve(client_ip):
@@ -44,7 +44,7 @@ def take_slot(svc: Services, client_ip: str) -> ApiError | None:
 
 
 def new_session(
-    svc: Services,
+    svc: LiveServices,
     *,
     transport: str,
     codec: Codec,
@@ -74,7 +74,7 @@ def new_session(
     )
 
 
-def record_sent(svc: Services, frame: Frame) -> None:
+def record_sent(svc: LiveServices, frame: Frame) -> None:
     """Metrics for one live frame written to a client by a writer task (pull mode)."""
     count_written(svc.metrics, frame.size)
     svc.metrics.live_fanout_lag.observe(max(time.time() - frame.published_at, 0.0))
@@ -87,7 +87,7 @@ def count_written(metrics: Metrics, size: int) -> None:
     metrics.live_frames.inc()
 
 
-def record_end(svc: Services, session: Session) -> None:
+def record_end(svc: LiveServices, session: Session) -> None:
     """Metrics when a session ends."""
     svc.hub.unregister(session)
     if session.conflated:

@@ -20,9 +20,8 @@ import anyio
 import orjson
 import structlog
 
-from realtube_push.api.context import resolve_client_ip
-from realtube_push.api.errors import ApiError
 from realtube_push.push import protocol, resume
+from realtube_push.push.context import LiveServices
 from realtube_push.push.direct import DirectSocket, decline_compression, socket_for
 from realtube_push.push.protocol import Codec, Hello, ProtocolError
 from realtube_push.push.session import Session
@@ -33,7 +32,8 @@ from realtube_push.push.transport import (
     record_sent,
     refuse,
 )
-from realtube_push.services import Services
+from realtube_push.web.errors import ApiError
+from realtube_push.web.request import resolve_client_ip
 
 PATH = "/api/live/ws"
 # user-space bytes a connection may hold before the hub stops writing to it: a few frames,
@@ -52,7 +52,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class LiveWebSocketRoute:
     """ASGI middleware: ``/api/live/ws`` WebSockets are served here, the rest by ``app``."""
 
-    def __init__(self, app: ASGIApp, svc: Services) -> None:
+    def __init__(self, app: ASGIApp, svc: LiveServices) -> None:
         self.app = app
         self.svc = svc
 
@@ -63,7 +63,7 @@ class LiveWebSocketRoute:
             await self.app(scope, receive, send)
 
 
-async def serve(svc: Services, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send) -> None:
     """One WebSocket connection: handshake checks, hello, resume, then stream."""
     if (await receive())["type"] != "websocket.connect":
         return
@@ -84,7 +84,7 @@ async def serve(svc: Services, scope: Scope, receive: Receive, send: Send) -> No
         svc.hub.release(ip)  # the slot refuse() took, whatever became of the connection
 
 
-def _peer(svc: Services, scope: Scope) -> tuple[str, str | None]:
+def _peer(svc: LiveServices, scope: Scope) -> tuple[str, str | None]:
     """The client's address (proxies considered) and its ``Origin`` header.
 
     A function of its own so the headers are not kept alive by the connection's frame for
@@ -114,7 +114,7 @@ async def _reject(scope: Scope, send: Send, refusal: ApiError) -> None:
     await send({"type": "websocket.http.response.body", "body": body})
 
 
-async def _serve(svc: Services, scope: Scope, receive: Receive, send: Send, ip: str) -> None:
+async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, ip: str) -> None:
     requested = scope.get("subprotocols") or []
     if protocol.JSON_SUBPROTOCOL in requested and protocol.MSGPACK_SUBPROTOCOL not in requested:
         codec, chosen = Codec.JSON, protocol.JSON_SUBPROTOCOL
@@ -180,7 +180,7 @@ async def _serve(svc: Services, scope: Scope, receive: Receive, send: Send, ip: 
 
 
 async def _stream(
-    svc: Services,
+    svc: LiveServices,
     session: Session,
     hello: Hello,
     receive: Receive,
@@ -200,7 +200,7 @@ async def _stream(
     return await _read(svc, session, receive)
 
 
-async def _pull(svc: Services, session: Session, receive: Receive, send: Send) -> bool:
+async def _pull(svc: LiveServices, session: Session, receive: Receive, send: Send) -> bool:
     """Pull mode: a writer task sends through ASGI while this task reads. True when the
     client left."""
     client_left = False
@@ -244,7 +244,9 @@ async def _send(session: Session, send: Send, data: bytes | str) -> None:
         session.sending_since = None
 
 
-async def _close(svc: Services, receive: Receive, send: Send, data: bytes | str, code: int) -> bool:
+async def _close(
+    svc: LiveServices, receive: Receive, send: Send, data: bytes | str, code: int
+) -> bool:
     """The final notice and the close handshake, until the client's Close answers ours;
     False when that did not happen within the send timeout (a client that does not read
     never answers, and its connection would stay open)."""
@@ -262,7 +264,7 @@ async def _fail(send: Send, codec: Codec, exc: ProtocolError) -> None:
     await send({"type": "websocket.close", "code": exc.close_code})
 
 
-async def _read(svc: Services, session: Session, receive: Receive) -> bool:
+async def _read(svc: LiveServices, session: Session, receive: Receive) -> bool:
     """Client messages until it leaves (True) or the session must end (False): answer
     pings, accept pongs, end on anything else. (The idle timeout is the sweeper's.)"""
     max_bytes = svc.settings.live_max_message_bytes

@@ -30,7 +30,6 @@ from realtube_push.store import channels as channel_store
 from realtube_push.store import synclog
 from realtube_push.store.channels import ChannelForAggregation, ChannelWrite
 from realtube_push.store.synclog import LogEntry
-from realtube_push.workers import score
 from realtube_push.workers.transient import TRANSIENT_ERRORS
 
 log = structlog.get_logger("realtube.channels")
@@ -154,7 +153,7 @@ async def process_batch(svc: Services, *, limit: int = BATCH_SIZE) -> int:
         # Last statement: the sync_meta lock it takes is held only until the commit below.
         batch = await synclog.append(conn, plan.entries)
     if plan.changed:
-        await score.after_commit(svc, batch, channels=plan.changed)
+        await svc.publisher.after_commit(batch, channels=plan.changed)
     svc.status.mark_run("channel_worker")
     return len(ids)
 

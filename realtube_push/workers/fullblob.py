@@ -1,107 +1,10 @@
-"""The full-blob worker: keeps ``GET /api/sync/full`` a stored, pre-compressed document.
-
-The document is ``{"videos": [...], "channels": [...], "generatedAt", "cursor", "epoch"}``,
-stored gzip-compressed twice (JSON and msgpack) with a strong ETag: the quoted first 32 hex
-digits of the SHA-256 of the uncompressed JSON bytes.
-
-Promises:
-- ``cursor``/``epoch`` name the sync-log position the data is exactly the state of (see
-  ``store.fullblob``), so "load the blob, then follow deltas after its cursor" is lossless;
-- a new blob (hence a new ETag) is stored only when the log moved (last_seq or epoch differ
-  from the stored blob's) or no blob exists; every change to the synced dataset moves the log,
-  so clients revalidating with ``If-None-Match`` download again only when data changed;
-- encoding and compression run in a worker thread, never blocking the event loop.
-"""
+"""The full-blob worker: rebuilds the full-sync blob (``fullblob.py``) when the log moved."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final
-
-import anyio
-import anyio.to_thread
-import msgpack
-import orjson
-import structlog
-
-from realtube_push.domain.views import iso
+from realtube_push import fullblob
 from realtube_push.services import Services
-from realtube_push.store import fullblob as blob_store
-from realtube_push.store import synclog
 from realtube_push.workers.periodic import run_periodically
-
-log = structlog.get_logger("realtube.fullblob")
-
-GZIP_LEVEL: Final = 6
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedBlob:
-    """The document's two compressed encodings and the ETag of its JSON form."""
-
-    etag: str
-    json_gzip: bytes
-    msgpack_gzip: bytes
-
-
-def encode(document: dict[str, Any]) -> EncodedBlob:
-    """JSON and msgpack, each gzipped; the ETag hashes the uncompressed JSON bytes.
-
-    ``mtime=0`` keeps the gzip header free of the build time, so equal documents compress to
-    equal bytes.
-    """
-    json_bytes = orjson.dumps(document)
-    packed = msgpack.packb(document)
-    return EncodedBlob(
-        etag='"' + hashlib.sha256(json_bytes).hexdigest()[:32] + '"',
-        json_gzip=gzip.compress(json_bytes, compresslevel=GZIP_LEVEL, mtime=0),
-        msgpack_gzip=gzip.compress(packed, compresslevel=GZIP_LEVEL, mtime=0),
-    )
-
-
-async def rebuild(svc: Services, *, force: bool = False) -> bool:
-    """Build and store a new blob if the log moved since the stored one (or ``force``).
-
-    Returns whether a blob was stored. Safe to run on several instances at once: the store
-    keeps the one with the newest cursor.
-    """
-    async with svc.pool.acquire() as conn:
-        if not force:
-            stored = await blob_store.load_meta(conn)
-            pos = await synclog.position(conn)
-            if stored is not None and (stored.epoch, stored.cursor) == (pos.epoch, pos.last_seq):
-                return False
-        dataset = await blob_store.build(conn)
-    generated_at = datetime.now(UTC)
-    document = {
-        "videos": dataset.videos,
-        "channels": dataset.channels,
-        "generatedAt": iso(generated_at),
-        "cursor": dataset.cursor,
-        "epoch": dataset.epoch,
-    }
-    encoded = await anyio.to_thread.run_sync(encode, document)
-    saved = await blob_store.save(
-        svc.pool,
-        generated_at=generated_at,
-        epoch=dataset.epoch,
-        cursor=dataset.cursor,
-        etag=encoded.etag,
-        json_gzip=encoded.json_gzip,
-        msgpack_gzip=encoded.msgpack_gzip,
-    )
-    if saved:
-        log.info(
-            "full_blob_built",
-            cursor=dataset.cursor,
-            videos=len(dataset.videos),
-            channels=len(dataset.channels),
-            json_gzip_bytes=len(encoded.json_gzip),
-        )
-    return saved
 
 
 async def run(svc: Services) -> None:
@@ -110,5 +13,5 @@ async def run(svc: Services) -> None:
         svc,
         name="full_blob_worker",
         interval=svc.settings.full_blob_interval_seconds,
-        job=lambda: rebuild(svc),
+        job=lambda: fullblob.rebuild(svc.pool),
     )

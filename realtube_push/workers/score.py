@@ -25,7 +25,7 @@ from realtube_push.services import Services
 from realtube_push.store import scores as score_store
 from realtube_push.store import synclog
 from realtube_push.store.scores import ScoreWrite, VideoForScoring
-from realtube_push.store.synclog import AppendedBatch, LogEntry
+from realtube_push.store.synclog import LogEntry
 from realtube_push.workers.transient import TRANSIENT_ERRORS
 
 log = structlog.get_logger("realtube.score")
@@ -113,28 +113,11 @@ async def process_batch(ctx: Services) -> int:
         await score_store.write_scores(conn, plan.writes)
         await score_store.enqueue_channels(conn, plan.channels)
         batch = await synclog.append(conn, plan.entries)
-    await after_commit(ctx, batch, videos=[(v.video_id, v.video_hash) for v in videos])
+    await ctx.publisher.after_commit(batch, videos=[(v.video_id, v.video_hash) for v in videos])
     ctx.metrics.score_batches.inc()
     ctx.metrics.scores_recalculated.inc(len(ids))
     ctx.status.mark_run("score_worker")
     return len(ids)
-
-
-async def after_commit(
-    ctx: Services,
-    batch: AppendedBatch | None,
-    *,
-    videos: Sequence[tuple[str, str]] = (),
-    channels: Sequence[str] = (),
-) -> None:
-    """Invalidate caches and publish a committed batch. Failures here lose nothing durable:
-    caches expire, and subscribers backfill a missed batch from its seq range."""
-    try:
-        await ctx.cache.invalidate(videos=videos, channels=channels)
-        if batch is not None:
-            await ctx.publish(batch)
-    except Exception:  # Redis down: PostgreSQL already holds the truth.
-        log.warning("after_commit_failed", exc_info=True)
 
 
 async def drain(ctx: Services) -> int:

@@ -11,11 +11,12 @@ import msgpack
 import orjson
 import pytest
 
+from realtube_push import fullblob
 from realtube_push.domain.ids import entity_hash
 from realtube_push.services import Services
 from realtube_push.store import fullblob as blob_store
 from realtube_push.store.votes import cast_vote
-from realtube_push.workers import fullblob, score
+from realtube_push.workers import score
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +64,7 @@ async def test_blob_position_matches_the_sync_log(services: Services) -> None:
     await trusted_voters(services)
     await flag(services, "vidA")
 
-    assert await fullblob.rebuild(services)
+    assert await fullblob.rebuild(services.pool)
 
     meta = await blob_store.load_meta(services.pool)
     log = await services.pool.fetchrow("SELECT epoch, last_seq FROM sync_meta")
@@ -85,7 +86,7 @@ async def test_blob_holds_exactly_the_visible_videos_with_a_score(services: Serv
         " ('zero', 'h3', 0, false, false)"
     )
 
-    await fullblob.rebuild(services)
+    await fullblob.rebuild(services.pool)
 
     doc = await document(services)
     assert [v["videoId"] for v in doc["videos"]] == ["vidA", "vidB"]
@@ -103,7 +104,7 @@ async def test_blob_video_equals_its_latest_delta(services: Services) -> None:
     await trusted_voters(services)
     await flag(services, "vidA")
 
-    await fullblob.rebuild(services)
+    await fullblob.rebuild(services.pool)
 
     delta = await services.pool.fetchval(
         "SELECT payload FROM sync_cache WHERE entity_id = 'vidA' ORDER BY seq DESC LIMIT 1"
@@ -118,7 +119,7 @@ async def test_blob_holds_channels_with_a_score(services: Services) -> None:
         " ('UCno', 'c2', 0, 2, 0, '{}')"
     )
 
-    await fullblob.rebuild(services)
+    await fullblob.rebuild(services.pool)
 
     [channel] = (await document(services))["channels"]
     assert channel["channelId"] == "UCyes"
@@ -129,10 +130,10 @@ async def test_blob_holds_channels_with_a_score(services: Services) -> None:
 async def test_etag_stays_while_the_data_does_not_change(services: Services) -> None:
     await trusted_voters(services)
     await flag(services, "vidA")
-    await fullblob.rebuild(services)
+    await fullblob.rebuild(services.pool)
     first = await blob_store.load_meta(services.pool)
 
-    assert not await fullblob.rebuild(services)
+    assert not await fullblob.rebuild(services.pool)
 
     assert await blob_store.load_meta(services.pool) == first
 
@@ -140,11 +141,11 @@ async def test_etag_stays_while_the_data_does_not_change(services: Services) -> 
 async def test_etag_changes_when_the_data_changes(services: Services) -> None:
     await trusted_voters(services)
     await flag(services, "vidA")
-    await fullblob.rebuild(services)
+    await fullblob.rebuild(services.pool)
     first = await blob_store.load_meta(services.pool)
 
     await flag(services, "vidB")
-    assert await fullblob.rebuild(services)
+    assert await fullblob.rebuild(services.pool)
 
     second = await blob_store.load_meta(services.pool)
     assert first is not None
@@ -161,7 +162,7 @@ async def test_both_gzip_bodies_decode_to_the_same_document(services: Services) 
         "UPDATE channels SET score = 70, total_videos = 3, flagged_videos = 3"
     )
 
-    await fullblob.rebuild(services)
+    await fullblob.rebuild(services.pool)
 
     as_json = await document(services, "json")
     assert await document(services, "msgpack") == as_json
@@ -170,7 +171,7 @@ async def test_both_gzip_bodies_decode_to_the_same_document(services: Services) 
 
 
 async def test_etag_is_the_quoted_sha256_of_the_json_body(services: Services) -> None:
-    await fullblob.rebuild(services)
+    await fullblob.rebuild(services.pool)
 
     meta = await blob_store.load_meta(services.pool)
     body = await blob_store.load_body(services.pool, "json")
@@ -181,7 +182,7 @@ async def test_etag_is_the_quoted_sha256_of_the_json_body(services: Services) ->
 
 
 async def test_empty_dataset_builds_an_empty_blob(services: Services) -> None:
-    assert await fullblob.rebuild(services)
+    assert await fullblob.rebuild(services.pool)
 
     doc = await document(services)
     assert (doc["videos"], doc["channels"], doc["cursor"]) == ([], [], 0)
@@ -190,7 +191,7 @@ async def test_empty_dataset_builds_an_empty_blob(services: Services) -> None:
 async def test_an_older_build_never_replaces_a_newer_one(services: Services) -> None:
     await trusted_voters(services)
     await flag(services, "vidA")
-    await fullblob.rebuild(services)
+    await fullblob.rebuild(services.pool)
     current = await blob_store.load_meta(services.pool)
     assert current is not None
 

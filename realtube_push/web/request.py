@@ -1,4 +1,4 @@
-"""Per-request helpers: the process's services, the client's address and rate limits.
+"""Who is asking: the process's services behind a request, and the client's real address.
 
 The client address is the TCP peer unless that peer is a trusted proxy (``TRUSTED_PROXIES``);
 then it is the right-most ``X-Forwarded-For`` entry that is not itself a trusted proxy, so a
@@ -15,22 +15,24 @@ from collections.abc import Sequence
 from quart import current_app, g, has_websocket_context, request, websocket
 from quart.wrappers import BaseRequestWebsocket
 
-from realtube_push.api.errors import ApiError
-from realtube_push.ratelimit import Limit, Verdict
 from realtube_push.services import Services
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def services() -> Services:
-    """The running process's services."""
+    """The running process's services (what the app's composition installed)."""
     svc: Services = current_app.extensions["realtube"]
     return svc
 
 
 def _incoming() -> BaseRequestWebsocket:
     """The current HTTP request or WebSocket handshake (both carry address and headers)."""
-    return websocket if has_websocket_context() else request  # type: ignore[return-value]
+    # ``request`` and ``websocket`` are proxies typed as their concrete classes; both are
+    # BaseRequestWebsocket, which is all that is read here
+    if has_websocket_context():
+        return websocket
+    return request
 
 
 def client_ip() -> str:
@@ -76,22 +78,3 @@ def ip_hash() -> str:
         cached = hmac.new(salt, client_ip().encode(), hashlib.sha256).hexdigest()[:32]
         g.ip_hash = cached
     return cached
-
-
-async def enforce_limit(endpoint: str, who: str, limit: Limit) -> None:
-    """Count this request; raise 429 ``RATE_LIMITED`` past the limit.
-
-    The strictest verdict of the request is kept for the X-RateLimit-* response headers.
-    """
-    verdict = await services().limiter.hit(endpoint, who, limit)
-    current: Verdict | None = g.get("rate_verdict")
-    if current is None or verdict.remaining < current.remaining or not verdict.allowed:
-        g.rate_verdict = verdict
-    if not verdict.allowed:
-        raise ApiError(
-            429,
-            "RATE_LIMITED",
-            f"Too many requests. Try again in {verdict.reset_after} seconds.",
-            retry_after=verdict.reset_after,
-            headers=verdict.headers(),
-        )
