@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Any
 
 import anyio
 import structlog
@@ -68,7 +69,7 @@ BLUEPRINTS = (
     static_files.blueprint,
 )
 
-BACKGROUND_WORKERS: tuple[Callable[[Services], Awaitable[None]], ...] = (
+BACKGROUND_WORKERS: tuple[Callable[[Services], Coroutine[Any, Any, None]], ...] = (
     score.run,
     channel_worker.run,
     trust.run,
@@ -97,8 +98,14 @@ def create_app(svc: LiveServices) -> Quart:
     cors.install(app, svc.settings.cors_origins)
     app.before_request(_start_request)
     app.after_request(_finish_request)
-    # the live WebSocket is served beside Quart, not through it (push/ws.py says why)
-    app.asgi_app = ws.LiveWebSocketRoute(app.asgi_app, svc)  # type: ignore[method-assign]
+    # the live WebSocket is served beside Quart, not through it (push/ws.py says why).
+    # Wrapping asgi_app is Quart's documented way to put ASGI middleware in front; mypy
+    # sees a method replaced, and ws.py types ASGI messages as plain mappings rather than
+    # Hypercorn's TypedDicts, so neither side's signature matches the other's on paper.
+    app.asgi_app = ws.LiveWebSocketRoute(  # type: ignore[method-assign, assignment]
+        app.asgi_app,  # type: ignore[arg-type]
+        svc,
+    )
     return app
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import orjson
 import structlog
@@ -97,7 +97,7 @@ class Lookup:
     """A cache read: the value (None on a miss) and the key's generation at read time."""
 
     value: object | None
-    generation: bytes | None
+    generation: bytes | str | None  # as the client returns it (bytes: no decode_responses)
 
 
 # Fill only if no invalidation happened since the lookup: a reader that fetched from
@@ -165,7 +165,8 @@ class Cache:
         """The cached value, else ``load()`` (stored when not None); and whether it was a hit."""
         seen = await self.lookup(key)
         if seen.value is not None:
-            return seen.value, True  # type: ignore[return-value]
+            # what a load() for this key stored: the same kind of value
+            return cast(T, seen.value), True
         value = await load()
         if value is not None:
             await self.fill(key, value, ttl, seen)

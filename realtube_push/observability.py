@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ def configure_logging(level: str) -> None:
     )
 
 
-def _add_service(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+def _add_service(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event.setdefault("service", SERVICE)
     return event
 

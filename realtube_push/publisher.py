@@ -88,7 +88,7 @@ class Publisher:
         mapping = {packed: batch.first_seq + i for i, packed in enumerate(deltas)}
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.recent_epoch, batch.epoch)
-            pipe.zadd(keys.recent_deltas, mapping)  # type: ignore[arg-type]
+            pipe.zadd(keys.recent_deltas, mapping)
             pipe.zremrangebyrank(keys.recent_deltas, 0, -RECENT_MAX_DELTAS - 1)
             pipe.publish(keys.deltas_channel, message)
             await pipe.execute()

@@ -44,7 +44,7 @@ def run_children(settings: Settings, count: int, *, banner: str | None = None) -
     }
     if settings.admin_token is not None:
         env["ADMIN_TOKEN"] = settings.admin_token.get_secret_value()
-    children = [
+    children: list[subprocess.Popen[bytes]] = [
         subprocess.Popen(
             [
                 sys.executable,
@@ -80,4 +80,4 @@ def run_children(settings: Settings, count: int, *, banner: str | None = None) -
         if any(child.returncode not in (None, 0) for child in children):
             forward(signal.SIGTERM, None)
         time.sleep(0.2)
-    return max(abs(child.returncode or 0) for child in children)
+    return max(abs(int(child.returncode or 0)) for child in children)

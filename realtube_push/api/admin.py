@@ -29,7 +29,7 @@ import hmac
 import ipaddress
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -161,7 +161,7 @@ async def session() -> dict[str, Any]:
 
 # -- moderation -----------------------------------------------------------------------------
 
-VIDEO_ACTIONS = {
+VIDEO_ACTIONS: dict[str, tuple[Literal["locked", "hidden"], bool]] = {
     "lock": ("locked", True),
     "unlock": ("locked", False),
     "hide": ("hidden", True),
@@ -218,7 +218,7 @@ async def video_action(video_id: str, action: str, data: ReasonIn) -> dict[str, 
         outcome = await admin_store.set_video_flag(
             conn,
             video_id,
-            flag=flag,  # type: ignore[arg-type]
+            flag=flag,
             value=value,
             action=action,
             reason=data.reason,

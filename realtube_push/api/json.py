@@ -12,6 +12,8 @@ def install(app: Quart) -> None:
     """Replace ``app.json`` (after QuartSchema set its own) with an orjson-backed subclass."""
     base = type(app.json)
 
+    # the base is QuartSchema's provider, a class it builds per app (its ``default`` turns
+    # pydantic models into JSON), so it is known only at run time
     class OrjsonProvider(base):  # type: ignore[misc, valid-type]
         def dumps(self, obj: Any, **kwargs: Any) -> str:
             option = orjson.OPT_INDENT_2 if kwargs.get("indent") else 0

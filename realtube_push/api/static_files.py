@@ -19,6 +19,7 @@ from pathlib import Path
 
 from quart import Blueprint, Response, redirect, send_from_directory
 from werkzeug.exceptions import NotFound
+from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from realtube_push.web.request import services
 
@@ -77,9 +78,9 @@ async def client_file(filename: str) -> Response:
 
 
 @blueprint.get("/admin")
-async def admin_redirect() -> Response:
+async def admin_redirect() -> WerkzeugResponse:
     """``/admin`` -> ``/admin/``, so the page's relative module paths resolve."""
-    return redirect("/admin/", code=308)  # type: ignore[return-value]
+    return redirect("/admin/", code=308)
 
 
 @blueprint.get("/admin/")

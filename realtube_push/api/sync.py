@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 import orjson
@@ -140,7 +140,7 @@ async def full() -> Response:
         await fullblob.rebuild(svc.pool)
         meta = await blob_store.load_meta(svc.pool)
         assert meta is not None
-    fmt = "msgpack" if _wants_msgpack() else "json"
+    fmt: Literal["json", "msgpack"] = "msgpack" if _wants_msgpack() else "json"
     # One representation per format: the ETag says which, so caches never mix them up.
     etag = meta[0] if fmt == "json" else meta[0][:-1] + '-mp"'
     vary = {"ETag": etag, "Vary": "Accept, Accept-Encoding", "Cache-Control": "no-cache"}

@@ -27,7 +27,7 @@ class Backoff:
 
     def ceiling(self) -> float:
         """The upper bound of the next delay."""
-        return min(self.cap, self.base * 2 ** min(self.attempt, 62))
+        return min(self.cap, self.base * 2.0 ** min(self.attempt, 62))
 
     def next(self) -> float:
         """The next delay in seconds (and one step more for the one after)."""

@@ -28,6 +28,8 @@ from typing import Any, Literal
 from realtube_push.client.wire import in_buckets, normalize_buckets
 
 Kind = Literal["video", "channel"]
+# each kind with the key of its list in a frame or document
+_KIND_KEYS: tuple[tuple[Kind, str], ...] = (("video", "videos"), ("channel", "channels"))
 
 _ID_FIELD: dict[str, str] = {"video": "videoId", "channel": "channelId"}
 _WIRE_ONLY = ("seq", "action")
@@ -146,7 +148,7 @@ class LocalCache:
             raise ResyncRequired("malformed", "full document without an epoch")
         seq = _int(doc.get("cursor"), "cursor")
         fresh: dict[str, dict[str, dict[str, Any]]] = {"video": {}, "channel": {}}
-        for kind, key in (("video", "videos"), ("channel", "channels")):
+        for kind, key in _KIND_KEYS:
             items = doc.get(key)
             if not isinstance(items, list):
                 raise ResyncRequired("malformed", f"full document without a {key!r} list")
@@ -155,16 +157,11 @@ class LocalCache:
                 if self.wants(kind, entity_id):
                     fresh[kind][entity_id] = _entry(item)
         changes: list[Change] = []
-        for kind in ("video", "channel"):
+        for kind, _ in _KIND_KEYS:
             old, new = self._table(kind), fresh[kind]
+            changes.extend(Change(kind, eid, None) for eid in sorted(old.keys() - new.keys()))
             changes.extend(
-                Change(kind, eid, None)  # type: ignore[arg-type]
-                for eid in sorted(old.keys() - new.keys())
-            )
-            changes.extend(
-                Change(kind, eid, item)  # type: ignore[arg-type]
-                for eid, item in new.items()
-                if old.get(eid) != item
+                Change(kind, eid, item) for eid, item in new.items() if old.get(eid) != item
             )
         self.videos, self.channels = fresh["video"], fresh["channel"]
         self.cursor = Cursor(epoch, seq)
@@ -226,10 +223,10 @@ class LocalCache:
 
     def _validated(
         self, container: Mapping[str, Any], *, low: int, high: int
-    ) -> list[tuple[int, str, str, Mapping[str, Any]]]:
+    ) -> list[tuple[int, Kind, str, Mapping[str, Any]]]:
         """The container's deltas as (seq, kind, id, delta), in seq order, all checked."""
-        out: list[tuple[int, str, str, Mapping[str, Any]]] = []
-        for kind, key in (("video", "videos"), ("channel", "channels")):
+        out: list[tuple[int, Kind, str, Mapping[str, Any]]] = []
+        for kind, key in _KIND_KEYS:
             items = container.get(key, [])
             if not isinstance(items, list):
                 raise ResyncRequired("malformed", f"{key!r} is not a list")
@@ -245,7 +242,7 @@ class LocalCache:
         return out
 
     def _apply(
-        self, deltas: Sequence[tuple[int, str, str, Mapping[str, Any]]], cursor: Cursor
+        self, deltas: Sequence[tuple[int, Kind, str, Mapping[str, Any]]], cursor: Cursor
     ) -> list[Change]:
         assert self.cursor is not None
         floor = self.cursor.seq
@@ -259,7 +256,7 @@ class LocalCache:
                 item = None
             else:
                 item = table[entity_id] = _entry(delta)
-            changes.append(Change(kind, entity_id, item, seq, delta))  # type: ignore[arg-type]
+            changes.append(Change(kind, entity_id, item, seq, delta))
         self.cursor = cursor
         return changes
 

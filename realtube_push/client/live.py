@@ -396,7 +396,9 @@ class LiveClient:
                 return _End("resync", resync.reason, self._status.connected)
             refused = _find(exc, _Refused)
             if refused is not None:
-                kind = "fatal" if refused.status in (400, 401, 403, 404) else "lost"
+                kind: Literal["fatal", "lost"] = (
+                    "fatal" if refused.status in (400, 401, 403, 404) else "lost"
+                )
                 return _End(kind, str(refused), False, refused.retry_after)
             log.debug("session_failed", exc_info=True)
             return _End("lost", _describe(exc), self._status.connected)
@@ -462,6 +464,7 @@ class LiveClient:
         assert self.cache.cursor is not None
         cursor = self.cache.cursor
         subprotocol = wire.JSON_SUBPROTOCOL if self.json_frames else wire.MSGPACK_SUBPROTOCOL
+        ws: AsyncWebSocketSession
         try:
             async with aconnect_ws(
                 self.url + wire.WS_PATH,

@@ -118,7 +118,7 @@ def encode(frame: dict[str, Any], *, binary: bool) -> bytes | str:
     return orjson.dumps(frame).decode()
 
 
-def decode(data: bytes | str) -> dict[str, Any]:
+def decode(data: bytes | bytearray | str) -> dict[str, Any]:
     """A server frame (bytes: MessagePack; str: JSON) as a dict with a string ``t``."""
     try:
         frame = orjson.loads(data) if isinstance(data, str) else msgpack.unpackb(data, raw=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 def iso(moment: datetime) -> str:
@@ -102,7 +102,13 @@ def channel_object(
     }
 
 
-def channel_object_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+class Row(Protocol):
+    """A row keyed by column name: any mapping, or a database record."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def channel_object_from_row(row: Row) -> dict[str, Any]:
     """The REST channel object from a ``channels`` row (any mapping keyed by column name)."""
     return channel_object(
         channel_id=row["channel_id"],

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any, Final
 
 import anyio
@@ -144,7 +144,7 @@ async def read_snapshots(svc: LiveServices) -> list[dict[str, Any]]:
     )
     if not members:
         return []
-    instances = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+    instances = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
     raws = await svc.redis.mget([keys.admin_stats(i) for i in instances])
     return [orjson.loads(raw) for raw in raws if raw is not None]
 
@@ -291,7 +291,7 @@ async def stats() -> dict[str, Any]:
     return Aggregator().aggregate(await read_snapshots(svc), time.time())
 
 
-async def _stream(svc: LiveServices, session: Session) -> AsyncIterator[bytes]:
+async def _stream(svc: LiveServices, session: Session) -> AsyncGenerator[bytes, None]:
     """``welcome``, then ``stats`` every second interleaved with the session's frames.
 
     Yields happen outside any cancel scope (a scope must not span a generator's yield).
@@ -317,6 +317,7 @@ async def _stream(svc: LiveServices, session: Session) -> AsyncIterator[bytes]:
                 out = await session.next_outgoing()
             if out is None:
                 continue
+            # an SSE session's data is always bytes (Codec.SSE); Session types it for both codecs
             yield out.data  # type: ignore[misc]
             if out.frame is not None:
                 record_sent(svc, out.frame)

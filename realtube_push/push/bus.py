@@ -11,6 +11,7 @@ Promises:
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import anyio
 import asyncpg
@@ -49,11 +50,12 @@ async def read_range(svc: Services, epoch: str, after: int, upto: int) -> list[D
     if upto <= after:
         return []
     try:
+        # the client returns bytes (no decode_responses): the epoch, and the members as packed
         recent_epoch = await svc.redis.get(svc.keys.recent_epoch)
-        if recent_epoch is not None and recent_epoch.decode() == epoch:
-            packed = await svc.redis.zrangebyscore(svc.keys.recent_deltas, after + 1, upto)
-            if len(packed) == upto - after:
-                return unpack_deltas(packed)
+        if recent_epoch == epoch.encode():
+            members = await svc.redis.zrangebyscore(svc.keys.recent_deltas, after + 1, upto)
+            if len(members) == upto - after:
+                return unpack_deltas(cast("list[bytes]", members))
     except RedisError:
         log.warning("recent_store_unavailable", exc_info=True)
     rows = await synclog.read_after(svc.pool, after, limit=upto - after, upto=upto)

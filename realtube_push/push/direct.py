@@ -71,4 +71,4 @@ def socket_for(send: Any, *, high_water: int) -> DirectSocket | None:
     transport = server.writer.transport
     if not hasattr(transport, "get_write_buffer_size"):
         return None
-    return DirectSocket(transport, high_water=high_water)  # type: ignore[arg-type]
+    return DirectSocket(transport, high_water=high_water)

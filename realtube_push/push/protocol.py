@@ -144,7 +144,9 @@ def parse_buckets(raw: object) -> tuple[str, ...] | None:
     return tuple(sorted(buckets))
 
 
-def welcome(*, epoch: str, seq: int, instance: str, heartbeat: float, resume: str) -> dict:
+def welcome(
+    *, epoch: str, seq: int, instance: str, heartbeat: float, resume: str
+) -> dict[str, Any]:
     return {
         "t": "welcome",
         "v": VERSION,
@@ -156,7 +158,14 @@ def welcome(*, epoch: str, seq: int, instance: str, heartbeat: float, resume: st
     }
 
 
-def deltas(*, epoch: str, first: int, last: int, videos: list, channels: list) -> dict:
+def deltas(
+    *,
+    epoch: str,
+    first: int,
+    last: int,
+    videos: list[dict[str, Any]],
+    channels: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "t": "deltas",
         "epoch": epoch,
@@ -167,21 +176,21 @@ def deltas(*, epoch: str, first: int, last: int, videos: list, channels: list) -
     }
 
 
-def resync(*, epoch: str, seq: int, reason: str) -> dict:
+def resync(*, epoch: str, seq: int, reason: str) -> dict[str, Any]:
     return {"t": "resync", "epoch": epoch, "seq": seq, "reason": reason}
 
 
-def reconnect(*, reason: str, retry_after_ms: int) -> dict:
+def reconnect(*, reason: str, retry_after_ms: int) -> dict[str, Any]:
     return {"t": "reconnect", "reason": reason, "retryAfterMs": retry_after_ms}
 
 
-def error(code: str, message: str) -> dict:
+def error(code: str, message: str) -> dict[str, Any]:
     return {"t": "error", "code": code, "message": message}
 
 
-def ping(ident: object) -> dict:
+def ping(ident: object) -> dict[str, Any]:
     return {"t": "ping", "id": ident}
 
 
-def pong(ident: object) -> dict:
+def pong(ident: object) -> dict[str, Any]:
     return {"t": "pong", "id": ident}

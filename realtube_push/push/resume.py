@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from realtube_push.push import protocol
 from realtube_push.push.bus import read_range
@@ -27,7 +28,7 @@ REPLAY_PAGE = 1_000
 class Start:
     """The welcome to send (None when the session already holds a resync) and the gap."""
 
-    welcome: dict | None
+    welcome: dict[str, Any] | None
     replay_after: int = 0
     replay_upto: int = 0
 
@@ -39,7 +40,7 @@ async def begin(svc: LiveServices, session: Session, hello: Hello) -> Start:
     epoch, s0 = hub.register(session)
     session.start_at(epoch, s0)
 
-    def welcome(resume: str) -> dict:
+    def welcome(resume: str) -> dict[str, Any]:
         return protocol.welcome(
             epoch=epoch,
             seq=s0,

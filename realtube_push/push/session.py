@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -147,9 +148,9 @@ class Session:
         self._queue: list[Frame] = []
         # the answer to the client's latest ping, until written; never a queue of them: a
         # client that pings without reading would make it grow without bound
-        self._pong: dict | None = None
+        self._pong: dict[str, Any] | None = None
         self._superseded_pings = 0
-        self._final: tuple[dict, int] | None = None
+        self._final: tuple[dict[str, Any], int] | None = None
         self._wake: anyio.Event | None = None  # a pull-mode writer waiting
         self._last_ping = time.monotonic()
         self._last_sent = time.monotonic()
@@ -281,7 +282,7 @@ class Session:
             self.closing = True
             self._notify()
 
-    def finish(self, frame: dict, close_code: int) -> None:
+    def finish(self, frame: dict[str, Any], close_code: int) -> None:
         """End the session with ``frame`` (reconnect or error) then ``close_code``."""
         if self._final is None:
             self._final = (frame, close_code)

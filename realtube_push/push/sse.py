@@ -82,10 +82,12 @@ async def _stream(svc: LiveServices, session: Session, hello: Hello) -> AsyncGen
         if start.welcome is not None:
             yield protocol.sse_event(start.welcome)
             async for data in resume.replay(svc, session, start):
+                # an SSE session's data is always bytes (Codec.SSE); replay and Session type
+                # it for both codecs
                 yield data  # type: ignore[misc]
         while True:
             out = await session.next_outgoing()
-            yield out.data  # type: ignore[misc]
+            yield out.data  # type: ignore[misc]  # bytes, as above
             if out.frame is not None:
                 record_sent(svc, out.frame)
             if out.close_code is not None:

@@ -116,6 +116,7 @@ async def _reject(scope: Scope, send: Send, refusal: ApiError) -> None:
 
 async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, ip: str) -> None:
     requested = scope.get("subprotocols") or []
+    chosen: str | None
     if protocol.JSON_SUBPROTOCOL in requested and protocol.MSGPACK_SUBPROTOCOL not in requested:
         codec, chosen = Codec.JSON, protocol.JSON_SUBPROTOCOL
     else:

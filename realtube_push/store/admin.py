@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import asyncpg
-
 from realtube_push.domain.ids import entity_hash
 from realtube_push.domain.views import channel_delta, channel_object_from_row
 from realtube_push.store import channels as channel_store
 from realtube_push.store import scores as score_store
 from realtube_push.store import synclog
 from realtube_push.store import users as user_store
+from realtube_push.store.db import Connection, Executor
 from realtube_push.store.synclog import AppendedBatch, LogEntry
 
 ACTOR = "admin"
@@ -69,7 +68,7 @@ RETURNING id, actor, action, target_type, target_id, reason, created_at
 
 
 async def _audit(
-    conn: asyncpg.Connection, action: str, target_type: str, target_id: str, reason: str
+    conn: Connection, action: str, target_type: str, target_id: str, reason: str
 ) -> AuditEntry:
     row = await conn.fetchrow(_AUDIT, ACTOR, action, target_type, target_id, reason)
     assert row is not None
@@ -77,7 +76,7 @@ async def _audit(
 
 
 async def set_video_flag(
-    conn: asyncpg.Connection,
+    conn: Connection,
     video_id: str,
     *,
     flag: Literal["locked", "hidden"],
@@ -109,7 +108,7 @@ RETURNING channel_id, score, total_videos, flagged_videos, top_categories, locke
 
 
 async def set_channel_lock(
-    conn: asyncpg.Connection, channel_id: str, *, locked: bool, action: str, reason: str
+    conn: Connection, channel_id: str, *, locked: bool, action: str, reason: str
 ) -> ActionOutcome | None:
     """Lock/unlock a channel and log its delta; None when the channel is unknown."""
     async with conn.transaction():
@@ -137,7 +136,7 @@ async def set_channel_lock(
 
 
 async def set_shadowban(
-    conn: asyncpg.Connection, user_id: str, *, banned: bool, action: str, reason: str
+    conn: Connection, user_id: str, *, banned: bool, action: str, reason: str
 ) -> ActionOutcome | None:
     """Shadowban/unban a user and re-queue every video they voted on; None when unknown."""
     async with conn.transaction():
@@ -153,9 +152,7 @@ async def set_shadowban(
     return ActionOutcome(audit, videos=[(v, entity_hash(v)) for v in video_ids])
 
 
-async def recent_actions(
-    conn: asyncpg.Connection | asyncpg.Pool, *, limit: int
-) -> list[AuditEntry]:
+async def recent_actions(conn: Executor, *, limit: int) -> list[AuditEntry]:
     """The newest ``limit`` audit entries, newest first."""
     rows = await conn.fetch(
         "SELECT id, actor, action, target_type, target_id, reason, created_at FROM vip_actions"
@@ -165,9 +162,7 @@ async def recent_actions(
     return [AuditEntry(**dict(r)) for r in rows]
 
 
-async def top_videos(
-    conn: asyncpg.Connection | asyncpg.Pool, *, limit: int
-) -> list[dict[str, Any]]:
+async def top_videos(conn: Executor, *, limit: int) -> list[dict[str, Any]]:
     """The highest-scoring visible videos (an index scan on ``videos_score_idx``)."""
     rows = await conn.fetch(
         "SELECT video_id, score, total_votes, locked, channel_id, last_updated FROM videos"
@@ -184,9 +179,7 @@ _CHANNEL_COLUMNS = (
 )
 
 
-async def top_channels(
-    conn: asyncpg.Connection | asyncpg.Pool, *, limit: int
-) -> list[dict[str, Any]]:
+async def top_channels(conn: Executor, *, limit: int) -> list[dict[str, Any]]:
     """The highest-scoring channels."""
     rows = await conn.fetch(
         f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE score > 0"
@@ -197,7 +190,7 @@ async def top_channels(
 
 
 async def auto_flagged_channels(
-    conn: asyncpg.Connection | asyncpg.Pool, *, hours: float, limit: int
+    conn: Executor, *, hours: float, limit: int
 ) -> list[dict[str, Any]]:
     """Channels that auto-flag new videos and changed within ``hours``, newest first.
 
@@ -215,7 +208,7 @@ async def auto_flagged_channels(
     return [dict(r) for r in rows]
 
 
-async def score_worker_lag(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, float]:
+async def score_worker_lag(conn: Executor) -> tuple[int, float]:
     """(videos queued for recalculation, age in seconds of the oldest one)."""
     row = await conn.fetchrow(
         "SELECT count(*) AS depth,"

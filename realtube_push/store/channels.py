@@ -25,6 +25,7 @@ from datetime import datetime
 import asyncpg
 
 from realtube_push.domain.ids import entity_hash
+from realtube_push.store.db import Connection, Executor
 
 
 @dataclass(slots=True)
@@ -64,9 +65,7 @@ DELETE FROM channel_queue WHERE channel_id IN (
 """
 
 
-async def claim_batch(
-    conn: asyncpg.Connection, limit: int, *, debounce_seconds: float
-) -> list[str]:
+async def claim_batch(conn: Connection, limit: int, *, debounce_seconds: float) -> list[str]:
     """Take up to ``limit`` channels queued at least ``debounce_seconds`` ago.
 
     Only valid inside the batch's transaction: the deletion is what hides the rows from other
@@ -76,12 +75,12 @@ async def claim_batch(
     return [r["channel_id"] for r in rows]
 
 
-async def queue_length(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def queue_length(conn: Executor) -> int:
     """How many channels wait for aggregation (ripe or not)."""
     return int(await conn.fetchval("SELECT count(*) FROM channel_queue"))
 
 
-async def enqueue(conn: asyncpg.Connection | asyncpg.Pool, channel_ids: Sequence[str]) -> None:
+async def enqueue(conn: Executor, channel_ids: Sequence[str]) -> None:
     """Queue channels for aggregation (admin actions); an already queued one keeps its place."""
     if channel_ids:
         await conn.execute(
@@ -106,7 +105,7 @@ SELECT count(*) FROM ins
 """
 
 
-async def enqueue_all(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def enqueue_all(conn: Executor) -> int:
     """Queue every channel that has videos (the periodic full pass); returns how many were new.
 
     Rows get the ordinary ``enqueued_at = now()``, so they ripen after the debounce window like
@@ -135,9 +134,7 @@ GROUP BY v.video_id
 """
 
 
-async def load_batch(
-    conn: asyncpg.Connection, channel_ids: Sequence[str]
-) -> list[ChannelForAggregation]:
+async def load_batch(conn: Connection, channel_ids: Sequence[str]) -> list[ChannelForAggregation]:
     """Lock the claimed channels and read their voted videos (set-based, no per-channel query).
 
     A claimed channel without a ``channels`` row (videos naming a channel nobody registered)
@@ -186,9 +183,7 @@ WHERE c.channel_id = s.channel_id
 """
 
 
-async def write_channels(
-    conn: asyncpg.Connection, writes: Sequence[ChannelWrite], now: datetime
-) -> None:
+async def write_channels(conn: Connection, writes: Sequence[ChannelWrite], now: datetime) -> None:
     """Store new aggregates in one statement, stamping them ``last_updated = now``."""
     if not writes:
         return
@@ -204,9 +199,7 @@ async def write_channels(
     )
 
 
-async def get_channel(
-    conn: asyncpg.Connection | asyncpg.Pool, channel_id: str
-) -> asyncpg.Record | None:
+async def get_channel(conn: Executor, channel_id: str) -> asyncpg.Record | None:
     """The stored channel for ``GET /api/channels/{id}``, or None when unknown.
 
     Columns: channel_id, channel_hash, score, total_videos, flagged_videos, top_categories,

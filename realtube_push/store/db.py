@@ -10,9 +10,17 @@ serialises them).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeAlias
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+# What store functions run on: a connection of their own or one borrowed from the pool (a
+# transaction's statements need one of these) ...
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+# ... or, for a single statement, the pool itself (it borrows a connection for it)
+Executor: TypeAlias = Connection | asyncpg.Pool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 _MIGRATION_LOCK = 0x5254_4D49  # arbitrary constant: "RTMI"

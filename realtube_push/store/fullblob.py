@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-import asyncpg
-
 from realtube_push.domain.views import channel_object_from_row, video_delta
+from realtube_push.store.db import Connection, Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +69,7 @@ FROM channels WHERE score > 0 ORDER BY channel_id
 """
 
 
-async def build(conn: asyncpg.Connection) -> FullDataset:
+async def build(conn: Connection) -> FullDataset:
     """Read the log position and the synced dataset from one consistent snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         meta = await conn.fetchrow("SELECT epoch, last_seq FROM sync_meta")
@@ -111,7 +110,7 @@ RETURNING true
 
 
 async def save(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     generated_at: datetime,
     epoch: str,
@@ -125,7 +124,7 @@ async def save(
     return bool(saved)
 
 
-async def load_meta(conn: asyncpg.Connection | asyncpg.Pool) -> BlobMeta | None:
+async def load_meta(conn: Executor) -> BlobMeta | None:
     """``(etag, generated_at, cursor, epoch)`` of the stored blob; None before any build."""
     row = await conn.fetchrow(
         "SELECT etag, generated_at, cursor, epoch FROM full_cache_blob WHERE singleton"
@@ -135,9 +134,10 @@ async def load_meta(conn: asyncpg.Connection | asyncpg.Pool) -> BlobMeta | None:
     return BlobMeta(row["etag"], row["generated_at"], int(row["cursor"]), row["epoch"])
 
 
-async def load_body(
-    conn: asyncpg.Connection | asyncpg.Pool, fmt: Literal["json", "msgpack"]
-) -> bytes | None:
+async def load_body(conn: Executor, fmt: Literal["json", "msgpack"]) -> bytes | None:
     """The gzip-compressed body in ``fmt``, or None before the first build."""
     column = {"json": "json_gzip", "msgpack": "msgpack_gzip"}[fmt]  # never user text in SQL
-    return await conn.fetchval(f"SELECT {column} FROM full_cache_blob WHERE singleton")
+    body: bytes | None = await conn.fetchval(
+        f"SELECT {column} FROM full_cache_blob WHERE singleton"
+    )
+    return body

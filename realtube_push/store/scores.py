@@ -11,8 +11,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-import asyncpg
+from realtube_push.store.db import Connection, Executor
 
 
 @dataclass(slots=True)
@@ -51,17 +52,17 @@ DELETE FROM score_queue WHERE video_id IN (
 """
 
 
-async def claim_batch(conn: asyncpg.Connection, limit: int) -> list[str]:
+async def claim_batch(conn: Connection, limit: int) -> list[str]:
     """Take up to ``limit`` queued videos; only valid inside the batch's transaction."""
     return [r["video_id"] for r in await conn.fetch(_CLAIM, limit)]
 
 
-async def queue_length(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def queue_length(conn: Executor) -> int:
     """How many videos wait for recalculation."""
     return int(await conn.fetchval("SELECT count(*) FROM score_queue"))
 
 
-async def oldest_queued_age(conn: asyncpg.Connection | asyncpg.Pool) -> float:
+async def oldest_queued_age(conn: Executor) -> float:
     """Seconds the oldest queued video has waited (0 when the queue is empty)."""
     age = await conn.fetchval(
         "SELECT extract(epoch FROM now() - min(enqueued_at)) FROM score_queue"
@@ -69,7 +70,7 @@ async def oldest_queued_age(conn: asyncpg.Connection | asyncpg.Pool) -> float:
     return float(age or 0.0)
 
 
-async def enqueue(conn: asyncpg.Connection | asyncpg.Pool, video_ids: Sequence[str]) -> None:
+async def enqueue(conn: Executor, video_ids: Sequence[str]) -> None:
     """Queue videos for recalculation (admin actions, trust changes)."""
     await conn.execute(
         "INSERT INTO score_queue (video_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
@@ -77,7 +78,7 @@ async def enqueue(conn: asyncpg.Connection | asyncpg.Pool, video_ids: Sequence[s
     )
 
 
-async def load_batch(conn: asyncpg.Connection, video_ids: Sequence[str]) -> list[VideoForScoring]:
+async def load_batch(conn: Connection, video_ids: Sequence[str]) -> list[VideoForScoring]:
     """Lock and read the videos, their votes and category rows (three set-based reads)."""
     ids = list(video_ids)
     rows = await conn.fetch(
@@ -104,7 +105,7 @@ async def load_batch(conn: asyncpg.Connection, video_ids: Sequence[str]) -> list
     return list(videos.values())
 
 
-async def write_scores(conn: asyncpg.Connection, writes: Sequence[ScoreWrite]) -> datetime:
+async def write_scores(conn: Connection, writes: Sequence[ScoreWrite]) -> datetime:
     """Store the batch's scores in two statements; returns the update time used."""
     now: datetime = await conn.fetchval("SELECT now()")
     await conn.execute(
@@ -116,7 +117,7 @@ async def write_scores(conn: asyncpg.Connection, writes: Sequence[ScoreWrite]) -
         [w.locked for w in writes],
         now,
     )
-    cat_rows: dict[str, list] = defaultdict(list)
+    cat_rows: dict[str, list[Any]] = defaultdict(list)
     for w in writes:
         for category, weighted in w.weighted_scores.items():
             cat_rows["video_id"].append(w.video_id)
@@ -139,7 +140,7 @@ async def write_scores(conn: asyncpg.Connection, writes: Sequence[ScoreWrite]) -
     return now
 
 
-async def enqueue_channels(conn: asyncpg.Connection, channel_ids: Sequence[str]) -> None:
+async def enqueue_channels(conn: Connection, channel_ids: Sequence[str]) -> None:
     """Queue channels for aggregation (their videos changed)."""
     if channel_ids:
         await conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
+from realtube_push.store.db import Executor
 
 _TOTALS = """
 SELECT (SELECT count(*) FROM videos WHERE total_votes > 0) AS total_videos,
@@ -15,7 +15,7 @@ SELECT (SELECT count(*) FROM videos WHERE total_votes > 0) AS total_videos,
 """
 
 
-async def totals(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, Any]:
+async def totals(conn: Executor) -> dict[str, Any]:
     """The stats object of the contract."""
     row = await conn.fetchrow(_TOTALS)
     assert row is not None
@@ -33,6 +33,6 @@ async def totals(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, Any]:
     }
 
 
-async def ping(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+async def ping(conn: Executor) -> None:
     """A round trip to the database (readiness check)."""
     await conn.fetchval("SELECT 1")

@@ -20,6 +20,8 @@ from typing import Any
 
 import asyncpg
 
+from realtube_push.store.db import Connection, Executor
+
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
@@ -77,7 +79,7 @@ SELECT base, epoch FROM meta
 """
 
 
-async def append(conn: asyncpg.Connection, entries: Sequence[LogEntry]) -> AppendedBatch | None:
+async def append(conn: Connection, entries: Sequence[LogEntry]) -> AppendedBatch | None:
     """Append ``entries`` in order. Call last in the transaction: the seq lock is held to commit."""
     if not entries:
         return None
@@ -97,7 +99,7 @@ async def append(conn: asyncpg.Connection, entries: Sequence[LogEntry]) -> Appen
     )
 
 
-async def position(conn: asyncpg.Connection | asyncpg.Pool) -> SyncPosition:
+async def position(conn: Executor) -> SyncPosition:
     """The log's epoch, newest committed seq and pruning mark."""
     row = await conn.fetchrow("SELECT epoch, last_seq, pruned_through FROM sync_meta")
     assert row is not None
@@ -105,7 +107,7 @@ async def position(conn: asyncpg.Connection | asyncpg.Pool) -> SyncPosition:
 
 
 async def read_after(
-    conn: asyncpg.Connection | asyncpg.Pool, after_seq: int, *, limit: int, upto: int | None = None
+    conn: Executor, after_seq: int, *, limit: int, upto: int | None = None
 ) -> list[LoggedDelta]:
     """Deltas with ``after_seq < seq (<= upto)``, in seq order, at most ``limit``."""
     rows = await conn.fetch(
@@ -118,9 +120,7 @@ async def read_after(
     return [_delta(r) for r in rows]
 
 
-async def read_since_time(
-    conn: asyncpg.Connection | asyncpg.Pool, since: Any, *, limit: int
-) -> list[LoggedDelta]:
+async def read_since_time(conn: Executor, since: Any, *, limit: int) -> list[LoggedDelta]:
     """Deltas appended after the time ``since``, in seq order, at most ``limit``."""
     rows = await conn.fetch(
         "SELECT seq, kind, entity_id, entity_hash, action, payload FROM sync_cache"
@@ -131,7 +131,7 @@ async def read_since_time(
     return [_delta(r) for r in rows]
 
 
-async def oldest_time(conn: asyncpg.Connection | asyncpg.Pool) -> Any:
+async def oldest_time(conn: Executor) -> Any:
     """When the oldest retained delta was appended (None for an empty log)."""
     return await conn.fetchval("SELECT min(created_at) FROM sync_cache")
 
@@ -147,7 +147,7 @@ SELECT count(*) FROM gone
 """
 
 
-async def prune(conn: asyncpg.Connection | asyncpg.Pool, *, retention_seconds: float) -> int:
+async def prune(conn: Executor, *, retention_seconds: float) -> int:
     """Delete deltas older than the retention; returns how many went."""
     return int(await conn.fetchval(_PRUNE, retention_seconds))
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from realtube_push.store.db import Executor
+
 
 @dataclass(frozen=True, slots=True)
 class TrustInputs:
@@ -47,9 +49,7 @@ RETURNING *, extract(epoch FROM now() - first_seen) / 86400.0 AS age_days
 """
 
 
-async def get_or_create_user(
-    conn: asyncpg.Connection | asyncpg.Pool, user_id: str, new_trust: float
-) -> asyncpg.Record:
+async def get_or_create_user(conn: Executor, user_id: str, new_trust: float) -> asyncpg.Record:
     """The user's row, created with ``new_trust`` and defaults when unknown.
 
     Columns: every ``users`` column plus ``age_days`` (float days since ``first_seen``).
@@ -82,7 +82,7 @@ ORDER BY p.user_id
 
 
 async def trust_inputs_page(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     after_user_id: str | None,
     limit: int,
@@ -110,7 +110,7 @@ async def trust_inputs_page(
     ]
 
 
-async def write_trust(conn: asyncpg.Connection | asyncpg.Pool, writes: Sequence[TrustWrite]) -> int:
+async def write_trust(conn: Executor, writes: Sequence[TrustWrite]) -> int:
     """Store refreshed trust in one statement, stamping ``trust_updated_at``; returns rows hit."""
     if not writes:
         return 0
@@ -135,9 +135,7 @@ SELECT v.video_id FROM votes v JOIN target t ON t.user_id = v.user_id ORDER BY v
 """
 
 
-async def set_shadowban(
-    conn: asyncpg.Connection | asyncpg.Pool, user_id: str, banned: bool
-) -> list[str]:
+async def set_shadowban(conn: Executor, user_id: str, banned: bool) -> list[str]:
     """Set or lift the shadowban; returns the videos the user voted on (empty when unknown).
 
     The votes stay recorded either way; the caller re-queues the returned videos so their
@@ -147,7 +145,7 @@ async def set_shadowban(
     return [r["video_id"] for r in rows]
 
 
-async def set_vip(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, vip: bool) -> bool:
+async def set_vip(conn: Executor, user_id: str, vip: bool) -> bool:
     """Grant or revoke VIP; returns False when the user is unknown.
 
     Affects votes cast from now on (weights and the VIP lock are snapshotted per vote).

@@ -7,6 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
+from realtube_push.store.db import Executor
+
 
 @dataclass(frozen=True, slots=True)
 class VideoRow:
@@ -44,9 +46,7 @@ def _row(r: asyncpg.Record) -> VideoRow:
     )
 
 
-async def by_hash_range(
-    conn: asyncpg.Connection | asyncpg.Pool, lo: str, hi: str
-) -> list[VideoRow]:
+async def by_hash_range(conn: Executor, lo: str, hi: str) -> list[VideoRow]:
     """Visible videos whose hash is in [lo, hi): an index range scan on ``videos_hash_idx``."""
     rows = await conn.fetch(
         _SELECT + " WHERE v.video_hash >= $1 AND v.video_hash < $2"
@@ -57,7 +57,7 @@ async def by_hash_range(
     return [_row(r) for r in rows]
 
 
-async def by_id(conn: asyncpg.Connection | asyncpg.Pool, video_id: str) -> VideoRow | None:
+async def by_id(conn: Executor, video_id: str) -> VideoRow | None:
     """One visible, tracked video (as the prefix lookup sees it), or None."""
     row = await conn.fetchrow(
         _SELECT + " WHERE v.video_id = $1 AND NOT v.hidden AND NOT v.shadow_hidden"

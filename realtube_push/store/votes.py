@@ -28,9 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from realtube_push.domain.trust import NEW_ACCOUNT_TRUST, vote_weight
+from realtube_push.store.db import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +92,7 @@ SELECT EXISTS (SELECT 1 FROM vote) AS applied,
 
 
 async def cast_vote(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     video_id: str,
     video_hash: str,
@@ -142,7 +141,7 @@ async def cast_vote(
 _WITHDRAW = "DELETE FROM votes WHERE video_id = $1 AND user_id = $2"
 
 
-async def withdraw_vote(conn: asyncpg.Connection, *, video_id: str, user_id: str) -> bool:
+async def withdraw_vote(conn: Connection, *, video_id: str, user_id: str) -> bool:
     """Delete the user's vote and queue the video; False when there was none (a second delete
     finds nothing, and then nothing is queued either)."""
     tx = conn.transaction()
