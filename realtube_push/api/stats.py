@@ -21,7 +21,8 @@ async def get_stats() -> tuple[dict[str, Any], int]:
     """Totals over the whole dataset."""
     svc = services()
     await enforce_limit("stats", client_ip(), Limit(svc.settings.rate_limit_stats))
-    totals, _ = await svc.cache.read_through(
+    totals, hit = await svc.cache.read_through(
         svc.keys.stats(), STATS_TTL_SECONDS, lambda: stats_store.totals(svc.pool)
     )
+    svc.metrics.cache.labels("hit" if hit else "miss").inc()
     return totals, 200  # type: ignore[return-value]  # never None: totals() always answers
