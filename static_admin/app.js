@@ -201,24 +201,9 @@ function onStats(stats) {
   $('deltas-total').textContent = fmt.int(stats.deltasPublished);
   $('delivered-total').textContent = fmt.int(stats.deltasDelivered);
 
-  $('lag-p50').textContent = fmt.ms(stats.fanoutLag.p50Ms);
-  $('lag-p99').textContent = fmt.ms(stats.fanoutLag.p99Ms);
-  $('lag-samples').textContent = fmt.int(stats.fanoutLag.samples);
-
-  $('score-lag').textContent = fmt.secs(stats.scoreWorker.lagSeconds);
-  $('score-queue').textContent = fmt.int(stats.scoreWorker.queueDepth);
-
-  const hits = rate((s) => s.cacheHits);
-  const misses = rate((s) => s.cacheMisses);
-  const ratio =
-    hits != null && hits + misses > 0
-      ? hits / (hits + misses)
-      : stats.cacheHits + stats.cacheMisses > 0
-        ? stats.cacheHits / (stats.cacheHits + stats.cacheMisses)
-        : null;
-  $('cache-ratio').textContent = fmt.pct(ratio);
-  $('cache-hits').textContent = fmt.int(stats.cacheHits);
-  $('cache-misses').textContent = fmt.int(stats.cacheMisses);
+  showLag(stats.fanoutLag);
+  showScoreWorker(stats.scoreWorker);
+  showCache(stats.cacheHits, stats.cacheMisses);
 
   $('db-pool').textContent = `${stats.dbPool.inUse} / ${stats.dbPool.size}`;
   $('db-max').textContent = fmt.int(stats.dbPool.max);
@@ -233,7 +218,7 @@ function onStats(stats) {
       `${i.dbPool.inUse}/${i.dbPool.size}`,
     ]),
   );
-  $('instances').replaceChildren(...rows);
+  fillTable($('instances'), rows);
 
   charts.series.push([
     stats.at,
@@ -251,10 +236,62 @@ function onStats(stats) {
   charts.lag.setData([col(0), col(3), col(4), col(5)]);
 }
 
+/** A counter's large value; `empty` marks a sentence shown instead of a number. */
+function setOutput(id, text, { empty = false } = {}) {
+  const output = $(id);
+  output.textContent = text;
+  output.toggleAttribute('data-empty', empty);
+}
+
+/** Fan-out lag: p50 large, p99 and the number of frames measured beside it. */
+function showLag({ p50Ms, p99Ms, samples, windowSeconds }) {
+  if (!samples) {
+    setOutput('lag-p50', 'no frames', { empty: true });
+    $('lag-detail').textContent = `nothing sent to live clients in the last ${windowSeconds} s`;
+    return;
+  }
+  setOutput('lag-p50', fmt.ms(p50Ms));
+  $('lag-detail').textContent = `p99 ${fmt.ms(p99Ms)} · ${fmt.int(samples)} frames / ${windowSeconds} s`;
+}
+
+/** Score worker lag: how long the oldest queued video has waited, and how many wait. */
+function showScoreWorker({ lagSeconds, queueDepth }) {
+  if (lagSeconds == null) {
+    setOutput('score-lag', 'unknown', { empty: true });
+    $('score-detail').textContent = 'not measured: no instance could read the queue';
+    return;
+  }
+  setOutput('score-lag', fmt.secs(lagSeconds));
+  $('score-detail').textContent = queueDepth
+    ? `oldest of ${fmt.int(queueDepth)} queued video${queueDepth === 1 ? '' : 's'} waiting`
+    : 'queue empty: every vote is in the scores';
+}
+
+/**
+ * Cache hit ratio since the instances started, from the same counters as
+ * `realtube_cache_requests_total`; a plain sentence while nothing has read the cache.
+ */
+function showCache(hits, misses) {
+  const lookups = hits + misses;
+  if (!lookups) {
+    setOutput('cache-ratio', 'no lookups yet', { empty: true });
+    $('cache-detail').textContent =
+      'only video, prefix, channel and stats lookups read the cache; votes and sync do not';
+    return;
+  }
+  setOutput('cache-ratio', fmt.pct(hits / lookups));
+  $('cache-detail').textContent = `hits ${fmt.int(hits)} · misses ${fmt.int(misses)} since start`;
+}
+
 // -- charts ------------------------------------------------------------------------------------
 
 function chartSize(el) {
   return { width: Math.max(280, el.clientWidth), height: 200 };
+}
+
+/** The x axis always spans the kept history, so a fresh page shows minutes, not milliseconds. */
+function lastMinutes(_chart, min, max) {
+  return max == null ? [min, max] : [max - HISTORY_SECONDS, max];
 }
 
 function setupCharts() {
@@ -265,7 +302,7 @@ function setupCharts() {
     {
       ...chartSize(ratesEl),
       legend: { live: false },
-      scales: { x: { time: true }, d: { auto: true } },
+      scales: { x: { time: true, range: lastMinutes }, d: { auto: true } },
       series: [
         {},
         { label: 'votes/min', stroke: '#3b5bdb', width: 2, spanGaps: true },
@@ -281,7 +318,7 @@ function setupCharts() {
     {
       ...chartSize(lagEl),
       legend: { live: false },
-      scales: { x: { time: true }, c: { auto: true } },
+      scales: { x: { time: true, range: lastMinutes }, c: { auto: true } },
       series: [
         {},
         { label: 'p50 ms', stroke: '#2b8a3e', width: 2, spanGaps: true },
@@ -301,7 +338,7 @@ function setupCharts() {
 
 // -- the feed of score changes -----------------------------------------------------------------
 
-/** Prepend one line per delta of a `deltas` frame (newest first, capped). */
+/** Prepend one line per delta of a `deltas` frame (newest first, capped); see the legend. */
 function onDeltas(frame) {
   const feed = $('feed');
   const time = new Date().toLocaleTimeString('en-GB');
@@ -315,7 +352,7 @@ function onDeltas(frame) {
     li.dataset.id = id;
     li.append(
       el('time', time),
-      el('span', kind === 'video' ? '▶' : '◉'),
+      el('span', kind, `kind ${kind}`),
       el('span', id, 'id'),
       el('span', d.action === 'remove' ? 'removed' : fmt.one(d.score), d.action === 'remove' ? 'remove' : ''),
     );
@@ -324,6 +361,7 @@ function onDeltas(frame) {
     feed.prepend(li);
   }
   while (feed.children.length > FEED_MAX) feed.lastElementChild.remove();
+  $('feed-empty').hidden = feed.children.length > 0;
   // the top lists follow score changes, at most every few seconds
   changeRefresh ??= setTimeout(() => {
     changeRefresh = null;
@@ -346,6 +384,24 @@ function num(n) {
   return td;
 }
 
+/**
+ * Replace a table body's rows; with none, one row saying so (the body's `data-empty` text), so
+ * an empty section never looks like a page that failed to load.
+ * @param {HTMLTableSectionElement} tbody
+ * @param {HTMLTableRowElement[]} rows
+ */
+function fillTable(tbody, rows) {
+  if (rows.length) {
+    tbody.replaceChildren(...rows);
+    return;
+  }
+  const td = el('td', tbody.dataset.empty, 'empty');
+  td.colSpan = tbody.parentElement.tHead.rows[0].cells.length;
+  const tr = document.createElement('tr');
+  tr.append(td);
+  tbody.replaceChildren(tr);
+}
+
 /** A table row; each cell is a string (shown as text) or a ready `<td>`. */
 function row(cells) {
   const tr = document.createElement('tr');
@@ -365,6 +421,7 @@ function prefill(type, id, action) {
   const td = document.createElement('td');
   const button = el('button', action, 'link');
   button.type = 'button';
+  button.title = `Fill the moderation form to ${action} ${id} (then give a reason and apply)`;
   button.addEventListener('click', () => {
     $('mod-type').value = type;
     fillActions();
@@ -383,8 +440,9 @@ async function refreshLists() {
       api('/api/admin/auto-flagged?hours=24&limit=10'),
       api('/api/admin/audit?limit=50'),
     ]);
-    $('top-videos').replaceChildren(
-      ...top.videos.map((v) =>
+    fillTable(
+      $('top-videos'),
+      top.videos.map((v) =>
         row([
           idCell(v.videoId, v.locked),
           fmt.one(v.score),
@@ -393,8 +451,9 @@ async function refreshLists() {
         ]),
       ),
     );
-    $('top-channels').replaceChildren(
-      ...top.channels.map((c) =>
+    fillTable(
+      $('top-channels'),
+      top.channels.map((c) =>
         row([
           idCell(c.channelId, c.locked),
           fmt.one(c.score),
@@ -403,13 +462,15 @@ async function refreshLists() {
         ]),
       ),
     );
-    $('auto-flagged').replaceChildren(
-      ...auto.channels.map((c) =>
+    fillTable(
+      $('auto-flagged'),
+      auto.channels.map((c) =>
         row([c.channelId, fmt.one(c.score), num(c.flaggedVideos), c.lastUpdated.replace('T', ' ').replace('Z', '')]),
       ),
     );
-    $('audit').replaceChildren(
-      ...audit.actions.map((a) =>
+    fillTable(
+      $('audit'),
+      audit.actions.map((a) =>
         row([
           a.createdAt.replace('T', ' ').replace('Z', ''),
           a.actor,

@@ -53,6 +53,7 @@ def test_instances_are_summed_and_published_deltas_counted_once():
     assert stats["votes"] == 7
     assert stats["deltasPublished"] == 10  # every instance receives every delta
     assert stats["deltasDelivered"] == 20
+    assert (stats["cacheHits"], stats["cacheMisses"]) == (2, 2)
     assert stats["dbPool"] == {"inUse": 2, "size": 4, "max": 20}
     assert stats["scoreWorker"] == {"queueDepth": 3, "lagSeconds": 0.5}
     assert [i["instance"] for i in stats["instances"]] == ["a", "b"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
+from realtube_push.domain.ids import entity_hash
 from tests.browser.jsclient import (
     SERVER_ENV,
     open_page,
@@ -20,6 +24,8 @@ from tests.browser.jsclient import (
 )
 from tests.browser.live import subscribed
 from tests.support import ids
+from tests.support.live import metric
+from tests.support.shared import run_async
 
 pytestmark = pytest.mark.browser
 
@@ -99,6 +105,84 @@ def test_a_lock_from_the_dashboard_reaches_a_live_client_with_locked_true(server
     expect(page.locator("#audit")).to_contain_text("coordinated brigading")
 
 
+def test_a_fresh_dashboard_says_what_each_empty_section_is_waiting_for(server, page):
+    log_in(page, server)
+
+    expect(page.locator("#feed-empty")).to_be_visible()
+    expect(page.locator("#feed-empty")).to_contain_text("No score changes since this page opened")
+    for table, says in (
+        ("#top-videos", "Nothing flagged yet: no video has a score above 0 (no votes yet)."),
+        ("#top-channels", "Nothing flagged yet: no channel has a score above 0."),
+        ("#auto-flagged", "No channel started auto-flagging in the last 24 h"),
+        ("#audit", "No moderation actions yet."),
+    ):
+        expect(page.locator(f"{table} td.empty")).to_contain_text(says)
+    expect(page.locator("#cache-ratio")).to_have_text("no lookups yet")
+    expect(page.locator("#cache-detail")).to_contain_text("votes and sync do not")
+    expect(page.locator("#lag-p50")).to_have_text("no frames")
+    expect(page.locator("#score-lag")).to_have_text("0 ms")
+    expect(page.locator("#score-detail")).to_have_text("queue empty: every vote is in the scores")
+
+
+def test_feed_lines_say_video_or_channel_and_the_legend_explains_the_badges(server, page):
+    log_in(page, server)
+    legend = page.locator("#feed-legend")
+    for words in ("video", "channel", "locked", "auto-flag", "removed", "new score (0–100"):
+        expect(legend).to_contain_text(words)
+    video_id = ids.video_id()
+
+    vote(server.url, video_id)
+
+    line = page.locator(f'#feed li[data-id="{video_id}"]').first
+    expect(line.locator(".kind")).to_have_text("video")
+    expect(page.locator("#feed")).not_to_contain_text("▶")
+    expect(page.locator("#feed-empty")).to_be_hidden()
+    expect(page.locator("#top-videos")).to_contain_text(video_id, timeout=10_000)
+    expect(page.locator("#top-videos td.empty")).to_have_count(0)
+
+
+def test_cache_hit_ratio_after_cached_lookups_matches_the_server_metrics(server, page):
+    video_id = ids.video_id()
+    vote(server.url, video_id)
+    log_in(page, server)
+    expect(page.locator("#cache-ratio")).to_have_text("no lookups yet")
+
+    # every endpoint that reads the Redis cache, each twice: the second /api/stats is a hit
+    lookups = [
+        ("/api/stats", {}),
+        ("/api/stats", {}),
+        ("/api/videos", {"videoId": video_id}),
+        ("/api/videos", {"videoId": video_id}),
+        (f"/api/channels/{ids.channel_id()}", {}),
+        (f"/api/videos/{entity_hash(video_id)[:4]}", {}),
+    ]
+    for path, params in lookups:
+        httpx.get(f"{server.url}{path}", params=params, timeout=10)
+
+    count = partial(metric, server.url, "realtube_cache_requests_total")
+    hits = int(run_async(partial(count, result="hit")))
+    misses = int(run_async(partial(count, result="miss")))
+    assert hits + misses == len(lookups), "every cached lookup is counted"
+    assert hits >= 1
+    expect(page.locator("#cache-detail")).to_have_text(f"hits {hits} · misses {misses} since start")
+    ratio = page.locator("#cache-ratio")
+    expect(ratio).to_have_text(re.compile(r"^\d+\.\d %$"))
+    shown = float(ratio.inner_text().removesuffix(" %"))
+    assert shown == pytest.approx(100 * hits / (hits + misses), abs=0.05)
+
+
+def test_score_worker_lag_says_how_long_the_oldest_queued_video_has_waited(servers, page):
+    server = servers.start(**SERVER_ENV, ADMIN_TOKEN=TOKEN, RUN_WORKERS="false")
+    vote(server.url, ids.video_id())  # queued for a score worker that is not running
+    log_in(page, server)
+
+    card = page.locator("#score-card")
+    expect(card.locator("h3")).to_have_text("Score worker lag")
+    expect(card).to_have_attribute("title", re.compile("oldest video waiting"))
+    expect(page.locator("#score-detail")).to_have_text("oldest of 1 queued video waiting")
+    expect(page.locator("#score-lag")).to_have_text(re.compile(r"^[1-9][\d.]* s$"))
+
+
 def test_logging_out_returns_to_the_login_form(server, page):
     log_in(page, server)
 
@@ -163,7 +247,7 @@ def test_screenshot_of_the_dashboard_under_load(server, browser):
                 page.fill("#mod-reason", "review: burst of votes from new accounts")
                 page.click("#mod-submit")
                 expect(page.locator("#audit")).to_contain_text("burst of votes")
-                expect(page.locator("#cache-ratio")).not_to_have_text("–")
+                expect(page.locator("#cache-ratio")).to_have_text(re.compile(r"^\d+\.\d %$"))
                 page.screenshot(
                     path=str(ARTIFACTS / "dashboard.png"), full_page=True, animations="disabled"
                 )
