@@ -30,6 +30,7 @@ from realtube_push.api import (
     cors,
     export,
     health,
+    home,
     json,
     static_files,
     stats,
@@ -67,6 +68,7 @@ BLUEPRINTS = (
     admin.blueprint,
     live_admin.blueprint,
     static_files.blueprint,
+    home.blueprint,
 )
 
 BACKGROUND_WORKERS: tuple[Callable[[Services], Coroutine[Any, Any, None]], ...] = (

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     rate_limit_votes: int = Field(10, ge=1)
     rate_limit_votes_delete: int = Field(5, ge=1)
     rate_limit_sync: int = Field(2, ge=1)
+    # every sync request of one address, whatever X-User-ID it sends (NAT: several users)
+    rate_limit_sync_per_ip: int = Field(20, ge=1)
     rate_limit_stats: int = Field(10, ge=1)
     rate_limit_export: int = Field(1, ge=1)
 

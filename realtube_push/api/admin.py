@@ -32,11 +32,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from quart import Blueprint, Response, jsonify, request
 from quart_schema import validate_request
 
 from realtube_push.api.limits import enforce_limit
+from realtube_push.api.schemas import storable
 from realtube_push.domain.ids import is_channel_id, is_user_id, is_video_id
 from realtube_push.domain.views import iso
 from realtube_push.ratelimit import Limit
@@ -66,13 +67,17 @@ class _Body(BaseModel):
 class LoginIn(_Body):
     """``POST /api/admin/login``."""
 
-    token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=512), AfterValidator(storable)]
 
 
 class ReasonIn(_Body):
     """Every moderation action: why (kept in the audit log)."""
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    reason: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+        AfterValidator(storable),
+    ]
 
 
 # -- sessions -------------------------------------------------------------------------------

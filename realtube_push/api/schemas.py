@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from realtube_push.domain.categories import Category
 from realtube_push.domain.ids import CHANNEL_ID_PATTERN, USER_ID_PATTERN, VIDEO_ID_PATTERN
@@ -18,10 +20,23 @@ VideoId = Annotated[str, StringConstraints(pattern=VIDEO_ID_PATTERN)]
 ChannelId = Annotated[str, StringConstraints(pattern=CHANNEL_ID_PATTERN)]
 UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
 
+# What PostgreSQL cannot hold in a text column: NUL, and unpaired surrogates (not UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: str) -> str:
+    """``value`` unchanged, or a validation error (400 ``INVALID_FIELD``) when it holds a NUL
+    character or an unpaired surrogate: free text is refused whole, never cleaned."""
+    if _UNSTORABLE.search(value):
+        raise PydanticCustomError(
+            "unstorable_text", "text must not contain NUL characters or unpaired surrogates"
+        )
+    return value
+
 
 def _user_agent(value: object) -> object:
     if isinstance(value, str):
-        return value.strip()[:128] or None
+        return storable(value).strip()[:128] or None
     return value
 
 
@@ -35,6 +50,8 @@ def _cast_time(value: object) -> object:
         except (OverflowError, OSError, ValueError) as exc:
             raise ValueError("timestamp is out of range") from exc
     if isinstance(value, str):
+        if not (value.isascii() and value.isprintable()):  # the C parser stops at a NUL
+            raise ValueError("timestamp must be RFC 3339")
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:

@@ -7,10 +7,12 @@ data comes from ``/api/admin/*`` and ``/api/live/admin``, which check the admin 
 files themselves hold nothing secret, so they are public (the page shows a login form).
 
 Promises: only files under those two directories are served (``send_from_directory`` refuses
-any path that leaves them); JavaScript modules always get a JavaScript MIME type, whatever
-the host's ``mime.types`` says, since browsers refuse to run a module served otherwise; an
-installation without the files answers 404 here and nothing else changes. ``STATIC_ROOT``
-points at a directory holding both (the container image sets it).
+any path that leaves them); any other path, however absurd (too long for the file system, a
+NUL, a directory), is a 404 in the API's error format; JavaScript modules always get a
+JavaScript MIME type, whatever the host's ``mime.types`` says, since browsers refuse to run a
+module served otherwise; an installation without the files answers 404 here and nothing
+else changes. ``STATIC_ROOT`` points at a directory holding both (the container image sets
+it).
 """
 
 from __future__ import annotations
@@ -63,9 +65,12 @@ async def _serve(relative: Path, filename: str) -> Response:
     if not directory.is_dir():  # an installation without the files: nothing to serve
         raise NotFound()
     suffix = Path(filename).suffix
-    response = await send_from_directory(
-        directory, filename, mimetype=MIME_TYPES.get(suffix), cache_timeout=0
-    )
+    try:
+        response = await send_from_directory(
+            directory, filename, mimetype=MIME_TYPES.get(suffix), cache_timeout=0
+        )
+    except OSError as exc:  # a name the file system refuses (too long, a loop): no such file
+        raise NotFound() from exc
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

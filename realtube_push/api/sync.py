@@ -34,9 +34,13 @@ MSGPACK = "application/msgpack"
 
 
 async def _limit() -> None:
+    """Per user (``X-User-ID``, else the address), and a ceiling per address that a fresh
+    ``X-User-ID`` on every request cannot get around."""
+    settings = services().settings
     user = request.headers.get("X-User-ID", "")
     who = f"u:{user}" if is_user_id(user) else f"ip:{client_ip()}"
-    await enforce_limit("sync", who, Limit(services().settings.rate_limit_sync))
+    await enforce_limit("sync", who, Limit(settings.rate_limit_sync))
+    await enforce_limit("sync-ip", client_ip(), Limit(settings.rate_limit_sync_per_ip))
 
 
 def _wants_msgpack() -> bool:
@@ -120,6 +124,9 @@ async def delta() -> Response:
 
 def _parse_since(raw: str, now: datetime) -> datetime:
     try:
+        # the C parser stops at a NUL, so "...Z\x00junk" would pass: printable ASCII only
+        if not (raw.isascii() and raw.isprintable()):
+            raise ValueError(raw)
         since = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError as exc:
         raise ApiError(400, "INVALID_PARAM", "since must be an RFC 3339 time") from exc

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.anyio
 VOTE_LIMIT = 3
 LOOKUP_LIMIT = 3
 SYNC_LIMIT = 2
+SYNC_CEILING = 5
 EXTENSION = "chrome-extension://abc"
 
 
@@ -26,6 +27,7 @@ def server(stack, template_database):
             RATE_LIMIT_VOTES=str(VOTE_LIMIT),
             RATE_LIMIT_VIDEOS=str(LOOKUP_LIMIT),
             RATE_LIMIT_SYNC=str(SYNC_LIMIT),
+            RATE_LIMIT_SYNC_PER_IP=str(SYNC_CEILING),
             # loopback is the proxy: each test is "another client" by its X-Forwarded-For
             TRUSTED_PROXIES="127.0.0.1/32",
         )
@@ -131,6 +133,21 @@ async def test_sync_is_limited_per_x_user_id(client, path):
     assert limited.status_code == 429
     assert limited.json()["error"]["code"] == "RATE_LIMITED"
     assert elsewhere.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/sync/delta?cursor=0", "/api/sync/full"])
+async def test_a_fresh_x_user_id_per_request_is_refused_past_the_address_ceiling(client, path):
+    answered = [
+        (await client.get(path, headers={"X-User-ID": ids.user_id()})).status_code
+        for _ in range(SYNC_CEILING)
+    ]
+
+    refused = await client.get(path, headers={"X-User-ID": ids.user_id()})
+
+    assert answered == [200] * SYNC_CEILING
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
+    assert refused.headers["X-RateLimit-Limit"] == str(SYNC_CEILING)
 
 
 async def test_allowed_origin_gets_cors_headers_exposing_the_rate_limit(client):
