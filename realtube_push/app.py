@@ -21,17 +21,18 @@ import structlog
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 from quart import Quart, Response, current_app, g, request
-from quart_schema import Info, QuartSchema
 
-from realtube_push import __version__
 from realtube_push.api import (
     admin,
     channels,
     cors,
+    docs,
     export,
     health,
     home,
     json,
+    live_routes,
+    openapi,
     static_files,
     stats,
     sync,
@@ -69,6 +70,7 @@ BLUEPRINTS = (
     live_admin.blueprint,
     static_files.blueprint,
     home.blueprint,
+    docs.blueprint,
 )
 
 BACKGROUND_WORKERS: tuple[Callable[[Services], Coroutine[Any, Any, None]], ...] = (
@@ -80,22 +82,28 @@ BACKGROUND_WORKERS: tuple[Callable[[Services], Coroutine[Any, Any, None]], ...] 
 )
 
 
-def create_app(svc: LiveServices) -> Quart:
-    """The Quart app: routes, validation/OpenAPI, CORS, errors, request log and metrics."""
-    app = Quart("realtube_push")
-    app.config["MAX_CONTENT_LENGTH"] = svc.settings.max_body_bytes
-    app.extensions["realtube"] = svc
-    QuartSchema(
-        app,
-        info=Info(title="RealTube push API", version=__version__),
-        openapi_path="/openapi.json",
-        swagger_ui_path="/docs",
-        redoc_ui_path=None,
-        scalar_ui_path=None,
-    )
+def create_routes() -> Quart:
+    """The app's routes with their validation and OpenAPI description (no services yet)."""
+    app = Quart("realtube_push", static_folder=None)  # files are served by static_files.py
+    openapi.install(app)
     json.install(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    live_routes.describe(app)
+    return app
+
+
+def openapi_document() -> bytes:
+    """The OpenAPI document every server serves at ``/openapi.json`` (``tools/openapi.py``
+    writes it to the repository's ``openapi.json``)."""
+    return openapi.render(openapi.document(create_routes()))
+
+
+def create_app(svc: LiveServices) -> Quart:
+    """The Quart app: routes, validation/OpenAPI, CORS, errors, request log and metrics."""
+    app = create_routes()
+    app.config["MAX_CONTENT_LENGTH"] = svc.settings.max_body_bytes
+    app.extensions["realtube"] = svc
     errors.register(app)
     cors.install(app, svc.settings.cors_origins)
     app.before_request(_start_request)

@@ -1,4 +1,4 @@
-"""Redis keys, TTLs and invalidation: the seed's key table, in one place.
+"""Redis keys, TTLs and invalidation: every kind of key the service keeps in Redis, below.
 
 | key                      | value                                   | TTL     |
 |--------------------------|-----------------------------------------|---------|
@@ -126,7 +126,8 @@ return n
 
 
 class Cache:
-    """JSON values with the seed's TTLs, and their invalidation.
+    """JSON values with their TTLs (``VIDEO_CACHE_TTL``, ``CHANNEL_CACHE_TTL``), and their
+    invalidation.
 
     Promise: a value is never staler than the invalidation that followed it. Each key has a
     generation counter (``{key}:gen``) that invalidation bumps; a fill carries the generation

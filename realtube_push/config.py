@@ -25,7 +25,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     redis_url: str | None = None
-    # Prefix for every Redis key and channel; empty keeps the seed's key names.
+    # Prefix for every Redis key and channel; empty uses cache.py's key names as they are.
     redis_namespace: str = ""
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)

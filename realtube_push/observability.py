@@ -1,6 +1,6 @@
 """Logging (structlog, JSON lines) and Prometheus metrics.
 
-Request log fields follow the seed: timestamp, level, service, method, path, status,
+Request log fields: timestamp, level, service, method, path, status,
 duration_ms, ip_hash, user_id_prefix, video_id. Raw IPs never reach a log line.
 """
 

@@ -3,7 +3,7 @@
 One round trip per check: a Lua script increments the window's counter, sets its expiry on
 first use and returns the count with the time left, so concurrent requests from several
 instances share one exact count. A fixed window admits at most 2x the limit across a window
-boundary; that is the seed's behaviour and cheap, and nginx's leaky bucket sits in front.
+boundary; that is accepted because it is cheap, and nginx's leaky bucket sits in front.
 """
 
 from __future__ import annotations

@@ -34,11 +34,29 @@ from typing import Annotated, Any, Literal
 import structlog
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from quart import Blueprint, Response, jsonify, request
-from quart_schema import validate_request
+from quart_schema import document_querystring, validate_request
 
 from realtube_push.api.limits import enforce_limit
+from realtube_push.api.openapi import answers, path_params
+from realtube_push.api.queries import AuditQuery, AutoFlaggedQuery, TopQuery, query_args
+from realtube_push.api.responses import (
+    ActionOut,
+    AuditOut,
+    AutoFlaggedOut,
+    LoginOut,
+    SessionOut,
+    SuccessOut,
+    TopOut,
+)
 from realtube_push.api.schemas import storable
-from realtube_push.domain.ids import is_channel_id, is_user_id, is_video_id
+from realtube_push.domain.ids import (
+    CHANNEL_ID_PATTERN,
+    USER_ID_PATTERN,
+    VIDEO_ID_PATTERN,
+    is_channel_id,
+    is_user_id,
+    is_video_id,
+)
 from realtube_push.domain.views import iso
 from realtube_push.ratelimit import Limit
 from realtube_push.services import Services
@@ -58,6 +76,7 @@ blueprint = Blueprint("admin", __name__)
 log = structlog.get_logger("realtube.admin")
 
 LOGIN_ATTEMPTS_PER_MINUTE = 10
+CROSS_ORIGIN = "`UNAUTHORIZED`: the request's `Origin` names another host."
 
 
 class _Body(BaseModel):
@@ -117,6 +136,16 @@ async def _no_store(response: Response) -> Response:
 
 @blueprint.post("/api/admin/login")
 @validate_request(LoginIn)
+@answers(
+    {200: LoginOut},
+    {
+        400: "`INVALID_FIELD`: `token` missing, empty, over 512 characters or not text.",
+        401: "`UNAUTHORIZED`: a wrong token, or `ADMIN_TOKEN` is not set.",
+        403: CROSS_ORIGIN,
+        413: "`PAYLOAD_TOO_LARGE`: the body is over `MAX_BODY_BYTES`.",
+    },
+    rate_limited=True,
+)
 async def login(data: LoginIn) -> Response:
     """Exchange the admin token for a session cookie."""
     svc = services()
@@ -146,6 +175,7 @@ async def login(data: LoginIn) -> Response:
 
 
 @blueprint.post("/api/admin/logout")
+@answers({200: SuccessOut}, {403: CROSS_ORIGIN}, admin=True)
 async def logout() -> Response:
     """End the session: the cookie is cleared and its id refused until it would expire."""
     svc = services()
@@ -158,6 +188,7 @@ async def logout() -> Response:
 
 
 @blueprint.get("/api/admin/session")
+@answers({200: SessionOut}, admin=True)
 async def session() -> dict[str, Any]:
     """200 while logged in (the page shows the login form on 401)."""
     _, expires = await require_admin(services(), request.cookies.get(COOKIE))
@@ -174,6 +205,12 @@ VIDEO_ACTIONS: dict[str, tuple[Literal["locked", "hidden"], bool]] = {
 }
 CHANNEL_ACTIONS = {"lock": True, "unlock": False}
 USER_ACTIONS = {"shadowban": True, "unban": False}
+ACTION_ERRORS = {
+    400: "`INVALID_FIELD`: `reason` missing, empty or over 500 characters, or an invalid id.",
+    403: CROSS_ORIGIN,
+    404: "`NOT_FOUND`: an unknown action, or no such video, channel or user.",
+    413: "`PAYLOAD_TOO_LARGE`: the body is over `MAX_BODY_BYTES`.",
+}
 
 
 def audit_object(entry: AuditEntry) -> dict[str, Any]:
@@ -211,6 +248,11 @@ async def _done(svc: Services, outcome: ActionOutcome | None, what: str) -> dict
 
 @blueprint.post("/api/admin/videos/<video_id>/<action>")
 @validate_request(ReasonIn)
+@path_params(
+    video_id={"type": "string", "pattern": VIDEO_ID_PATTERN},
+    action={"type": "string", "enum": list(VIDEO_ACTIONS)},
+)
+@answers({200: ActionOut}, ACTION_ERRORS, admin=True)
 async def video_action(video_id: str, action: str, data: ReasonIn) -> dict[str, Any]:
     """Lock, unlock, hide or unhide a video."""
     if action not in VIDEO_ACTIONS:
@@ -233,6 +275,11 @@ async def video_action(video_id: str, action: str, data: ReasonIn) -> dict[str, 
 
 @blueprint.post("/api/admin/channels/<channel_id>/<action>")
 @validate_request(ReasonIn)
+@path_params(
+    channel_id={"type": "string", "pattern": CHANNEL_ID_PATTERN},
+    action={"type": "string", "enum": list(CHANNEL_ACTIONS)},
+)
+@answers({200: ActionOut}, ACTION_ERRORS, admin=True)
 async def channel_action(channel_id: str, action: str, data: ReasonIn) -> dict[str, Any]:
     """Lock or unlock a channel."""
     if action not in CHANNEL_ACTIONS:
@@ -249,6 +296,11 @@ async def channel_action(channel_id: str, action: str, data: ReasonIn) -> dict[s
 
 @blueprint.post("/api/admin/users/<user_id>/<action>")
 @validate_request(ReasonIn)
+@path_params(
+    user_id={"type": "string", "pattern": USER_ID_PATTERN},
+    action={"type": "string", "enum": list(USER_ACTIONS)},
+)
+@answers({200: ActionOut}, ACTION_ERRORS, admin=True)
 async def user_action(user_id: str, action: str, data: ReasonIn) -> dict[str, Any]:
     """Shadowban or unban a user (their votes stay recorded; their weight drops to 0)."""
     if action not in USER_ACTIONS:
@@ -265,14 +317,7 @@ async def user_action(user_id: str, action: str, data: ReasonIn) -> dict[str, An
 
 # -- reads ----------------------------------------------------------------------------------
 
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, "INVALID_PARAM", f"{name} must be an integer from {low} to {high}")
-    return int(raw)
+LIMIT_ERROR = "`INVALID_PARAM`: `limit` or `hours` not an integer in its range."
 
 
 def _channel(row: dict[str, Any]) -> dict[str, Any]:
@@ -289,17 +334,21 @@ def _channel(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @blueprint.get("/api/admin/audit")
+@document_querystring(AuditQuery)
+@answers({200: AuditOut}, {400: LIMIT_ERROR}, admin=True)
 async def audit() -> dict[str, Any]:
     """Recent moderation actions, newest first (``?limit=``, default 50)."""
-    limit = _int_arg("limit", 50, 1, 500)
+    limit = query_args(AuditQuery).limit
     entries = await admin_store.recent_actions(services().pool, limit=limit)
     return {"actions": [audit_object(e) for e in entries]}
 
 
 @blueprint.get("/api/admin/top")
+@document_querystring(TopQuery)
+@answers({200: TopOut}, {400: LIMIT_ERROR}, admin=True)
 async def top() -> dict[str, Any]:
     """The most flagged videos and channels (``?limit=``, default 10 each)."""
-    limit = _int_arg("limit", 10, 1, 100)
+    limit = query_args(TopQuery).limit
     pool = services().pool
     videos = await admin_store.top_videos(pool, limit=limit)
     channels = await admin_store.top_channels(pool, limit=limit)
@@ -320,9 +369,11 @@ async def top() -> dict[str, Any]:
 
 
 @blueprint.get("/api/admin/auto-flagged")
+@document_querystring(AutoFlaggedQuery)
+@answers({200: AutoFlaggedOut}, {400: LIMIT_ERROR}, admin=True)
 async def auto_flagged() -> dict[str, Any]:
     """Channels that newly auto-flag their videos (``?hours=`` window, default 24)."""
-    hours = _int_arg("hours", 24, 1, 24 * 30)
-    limit = _int_arg("limit", 20, 1, 100)
+    query = query_args(AutoFlaggedQuery)
+    hours, limit = query.hours, query.limit
     rows = await admin_store.auto_flagged_channels(services().pool, hours=hours, limit=limit)
     return {"channels": [_channel(r) for r in rows], "hours": hours}

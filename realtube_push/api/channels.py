@@ -7,7 +7,9 @@ from typing import Any
 from quart import Blueprint
 
 from realtube_push.api.limits import enforce_limit
-from realtube_push.domain.ids import is_channel_id
+from realtube_push.api.openapi import answers, path_params
+from realtube_push.api.responses import ChannelOut
+from realtube_push.domain.ids import CHANNEL_ID_PATTERN, is_channel_id
 from realtube_push.domain.views import channel_object_from_row
 from realtube_push.ratelimit import Limit
 from realtube_push.store import channels as channel_store
@@ -18,6 +20,15 @@ blueprint = Blueprint("channels", __name__)
 
 
 @blueprint.get("/api/channels/<channel_id>")
+@path_params(channel_id={"type": "string", "pattern": CHANNEL_ID_PATTERN})
+@answers(
+    {200: ChannelOut},
+    {
+        400: "`INVALID_FIELD`: not 1-32 characters of `A-Za-z0-9_-`.",
+        404: "`NOT_FOUND`: the channel is not tracked.",
+    },
+    rate_limited=True,
+)
 async def get_channel(channel_id: str) -> tuple[dict[str, Any], int]:
     """A channel's aggregated score."""
     svc = services()

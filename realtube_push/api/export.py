@@ -9,9 +9,13 @@ Rate limited per client address (``RATE_LIMIT_EXPORT`` per hour): a dump can be 
 from __future__ import annotations
 
 import anyio
-from quart import Blueprint, Response, request, send_file
+from quart import Blueprint, Response, send_file
+from quart_schema import document_querystring
 
 from realtube_push.api.limits import enforce_limit
+from realtube_push.api.openapi import answers
+from realtube_push.api.queries import ExportQuery, query_args
+from realtube_push.api.responses import ExportFile
 from realtube_push.export import ExportKind, newest_export
 from realtube_push.ratelimit import Limit
 from realtube_push.web.errors import ApiError
@@ -24,11 +28,18 @@ EXPORT_WINDOW_SECONDS = 3600
 
 
 @blueprint.get("/api/database/export")
+@document_querystring(ExportQuery)
+@answers(
+    {200: ExportFile},
+    {
+        400: "`INVALID_PARAM`: `format` is neither `dump` nor `csv`.",
+        404: "`NOT_FOUND`: no export has been written yet.",
+    },
+    rate_limited=True,
+)
 async def download() -> Response:
     """The newest export of the requested format; 404 before the first export."""
-    kind = FORMATS.get(request.args.get("format", "dump"))
-    if kind is None:
-        raise ApiError(400, "INVALID_PARAM", "format must be 'dump' or 'csv'")
+    kind = FORMATS[query_args(ExportQuery).format]
     svc = services()
     newest = await anyio.to_thread.run_sync(newest_export, svc.settings.export_dir, kind)
     if newest is None:

@@ -11,6 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response
 
 from realtube_push import __version__
+from realtube_push.api.openapi import answers
+from realtube_push.api.responses import LiveOut, MetricsText, ReadyOut
 from realtube_push.domain.views import iso
 from realtube_push.store import scores as score_store
 from realtube_push.store import stats as stats_store
@@ -22,6 +24,7 @@ CHECK_TIMEOUT_SECONDS = 2.0
 
 
 @blueprint.get("/health/live")
+@answers({200: LiveOut})
 async def live() -> dict[str, str]:
     """The process is up and serving."""
     return {"status": "ok"}
@@ -38,6 +41,7 @@ async def _timed(check: Any) -> dict[str, Any]:
 
 
 @blueprint.get("/health/ready")
+@answers({200: ReadyOut, 503: ReadyOut})
 async def ready() -> tuple[dict[str, Any], int]:
     """Dependencies reachable and background work alive; 503 when PostgreSQL or Redis is down."""
     svc = services()
@@ -66,6 +70,7 @@ async def ready() -> tuple[dict[str, Any], int]:
 
 
 @blueprint.get("/metrics")
+@answers({200: MetricsText})
 async def metrics() -> Response:
     """Prometheus text format."""
     svc = services()

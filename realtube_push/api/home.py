@@ -2,7 +2,7 @@
 
 A person who opens the server's address in a browser finds the API documentation, the
 OpenAPI document, the admin dashboard and the health checks, instead of a JSON 404. The page
-is static HTML with no script and no outside resource.
+is plain HTML: no script, no style, nothing loaded from anywhere.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from quart import Blueprint, Response
 
 from realtube_push import __version__
+from realtube_push.api.openapi import answers
+from realtube_push.api.responses import Page
 
 blueprint = Blueprint("home", __name__)
 
@@ -22,7 +24,7 @@ LINKS = (
     ("/metrics", "Metrics", "Prometheus text"),
 )
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 
 
 def page() -> str:
@@ -37,11 +39,6 @@ def page() -> str:
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>RealTube push</title>
-  <style>
-    body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 3rem auto;
-           padding: 0 1rem; color: #1d1d1f; }}
-    code {{ color: #555; }}
-  </style>
 </head>
 <body>
   <h1>RealTube push</h1>
@@ -57,6 +54,7 @@ def page() -> str:
 
 
 @blueprint.get("/")
+@answers({200: Page})
 async def home() -> Response:
     """This server's landing page: links to the API docs, the dashboard and health."""
     return Response(

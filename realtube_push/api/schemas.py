@@ -6,7 +6,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -74,9 +81,26 @@ class VoteIn(_Body):
     video_id: VideoId
     category: Annotated[Category, Field(strict=False)]
     user_id: UserId
-    user_agent: Annotated[str | None, BeforeValidator(_user_agent)] = None
+    user_agent: Annotated[
+        str | None,
+        BeforeValidator(_user_agent),
+        Field(description="free text, trimmed and cut to 128 characters"),
+    ] = None
     channel_id: ChannelId | None = None
-    timestamp: Annotated[datetime | None, BeforeValidator(_cast_time)] = None
+    timestamp: Annotated[
+        datetime | None,
+        BeforeValidator(_cast_time),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "format": "date-time"},
+                    {"type": "number", "description": "epoch milliseconds"},
+                    {"type": "null"},
+                ],
+                "description": "when the vote was cast on the client: the latest cast wins",
+            }
+        ),
+    ] = None
 
     def cast_at(self, now: datetime) -> datetime:
         """When the vote counts as cast: the client's time, clamped to now if in the future."""

@@ -23,6 +23,8 @@ from quart import Blueprint, Response, redirect, send_from_directory
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from realtube_push.api.openapi import answers, path_params
+from realtube_push.api.responses import Page, Redirect, StaticFile
 from realtube_push.web.request import services
 
 blueprint = Blueprint("static_files", __name__)
@@ -77,18 +79,22 @@ async def _serve(relative: Path, filename: str) -> Response:
 
 
 @blueprint.get("/client/<path:filename>")
+@path_params(filename={"type": "string", "description": "a path under `clients/js/`"})
+@answers({200: StaticFile}, {404: "`NOT_FOUND`: no such file."})
 async def client_file(filename: str) -> Response:
     """A file of the JS client (``clients/js/``): the module, its vendored deps, the demo."""
     return await _serve(CLIENT, filename)
 
 
 @blueprint.get("/admin")
+@answers({308: Redirect})
 async def admin_redirect() -> WerkzeugResponse:
     """``/admin`` -> ``/admin/``, so the page's relative module paths resolve."""
     return redirect("/admin/", code=308)
 
 
 @blueprint.get("/admin/")
+@answers({200: Page}, {404: "`NOT_FOUND`: this installation has no dashboard files."})
 async def admin_index() -> Response:
     """The dashboard page (it shows a login form until the admin session cookie is set)."""
     response = await _serve(ADMIN, "index.html")
@@ -99,6 +105,8 @@ async def admin_index() -> Response:
 
 
 @blueprint.get("/admin/<path:filename>")
+@path_params(filename={"type": "string", "description": "a path under `static_admin/`"})
+@answers({200: StaticFile}, {404: "`NOT_FOUND`: no such file."})
 async def admin_file(filename: str) -> Response:
     """A file of the dashboard (``static_admin/``): scripts, styles, vendored libraries."""
     return await _serve(ADMIN, filename)

@@ -7,6 +7,8 @@ from typing import Any
 from quart import Blueprint
 
 from realtube_push.api.limits import enforce_limit
+from realtube_push.api.openapi import answers
+from realtube_push.api.responses import StatsOut
 from realtube_push.ratelimit import Limit
 from realtube_push.store import stats as stats_store
 from realtube_push.web.request import client_ip, services
@@ -17,6 +19,7 @@ STATS_TTL_SECONDS = 10
 
 
 @blueprint.get("/api/stats")
+@answers({200: StatsOut}, rate_limited=True)
 async def get_stats() -> tuple[dict[str, Any], int]:
     """Totals over the whole dataset."""
     svc = services()

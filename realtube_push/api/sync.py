@@ -2,7 +2,8 @@
 
 Cursor mode (``?cursor=<seq>&epoch=<epoch>``) is gap-free: a page holds every change with
 ``cursor < seq <= page cursor``, conflated to the latest per video/channel, so applying pages
-in order reproduces the server's dataset exactly. Time mode (``?since=``) is the seed's form.
+in order reproduces the server's dataset exactly. Time mode (``?since=``) serves clients that
+poll by time (docs/api.md).
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from typing import Any, Literal
 import msgpack
 import orjson
 from quart import Blueprint, Response, request
+from quart_schema import document_headers, document_querystring
 
 from realtube_push import fullblob
 from realtube_push.api.limits import enforce_limit
+from realtube_push.api.openapi import answers
+from realtube_push.api.queries import FullSyncHeaders, SyncDeltaQuery, SyncHeaders, query_args
+from realtube_push.api.responses import NotModified, SyncDeltaOut, SyncFullOut
 from realtube_push.domain.ids import is_user_id
 from realtube_push.domain.views import iso
 from realtube_push.ratelimit import Limit
 from realtube_push.store import fullblob as blob_store
 from realtube_push.store import synclog
 from realtube_push.store.synclog import LoggedDelta
-from realtube_push.web.errors import ApiError
 from realtube_push.web.request import client_ip, services
 
 blueprint = Blueprint("sync", __name__)
@@ -64,22 +68,31 @@ def conflate(deltas: list[LoggedDelta]) -> tuple[list[dict[str, Any]], list[dict
     return videos, channels
 
 
-def _int_param(name: str) -> int:
-    raw = request.args.get(name, "")
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise ApiError(400, "INVALID_PARAM", f"{name} must be a non-negative integer")
-    return int(raw)
-
-
 @blueprint.get("/api/sync/delta")
+@document_querystring(SyncDeltaQuery)
+@document_headers(SyncHeaders)
+@answers(
+    {200: SyncDeltaOut},
+    {
+        400: "`MISSING_PARAM`: neither `cursor` nor `since`; `INVALID_PARAM`: `cursor` not a "
+        "non-negative integer, `since` not RFC 3339 or more than a minute ahead.",
+    },
+    rate_limited=True,
+)
 async def delta() -> Response:
-    """Changes since a cursor (gap-free) or since a time."""
+    """Changes after a cursor (gap-free) or since a time.
+
+    With ``cursor`` (and ``epoch``): every change with a higher seq, latest per video and
+    channel, 5,000 log entries a page (``hasMore``); ``resync: true`` when the cursor cannot
+    be served (do a full sync). With ``since``: the changes logged since that time.
+    """
     await _limit()
+    query = query_args(SyncDeltaQuery)
     svc = services()
     now = datetime.now(UTC)
-    if "cursor" in request.args:
-        cursor = _int_param("cursor")
-        epoch = request.args.get("epoch")
+    since = query.since if query.cursor is None else None  # the cursor wins
+    if query.cursor is not None:
+        cursor, epoch = query.cursor, query.epoch
         pos = await synclog.position(svc.pool)
         if (epoch is not None and epoch != pos.epoch) or not (
             pos.pruned_through <= cursor <= pos.last_seq
@@ -95,13 +108,11 @@ async def delta() -> Response:
                 }
             )
         rows = await synclog.read_after(svc.pool, cursor, limit=DELTA_PAGE + 1)
-    elif "since" in request.args:
-        since = _parse_since(request.args["since"], now)
+    else:
+        assert since is not None  # SyncDeltaQuery requires cursor or since
         pos = await synclog.position(svc.pool)
         rows = await synclog.read_since_time(svc.pool, since, limit=DELTA_PAGE + 1)
         cursor = rows[0].seq - 1 if rows else pos.last_seq
-    else:
-        raise ApiError(400, "MISSING_PARAM", "Query parameter 'since' (or 'cursor') is required")
     more = len(rows) > DELTA_PAGE
     rows = rows[:DELTA_PAGE]
     videos, channels = conflate(rows)
@@ -113,7 +124,7 @@ async def delta() -> Response:
         "epoch": pos.epoch,
         "hasMore": more,
     }
-    if "since" in request.args:
+    if since is not None:
         # A batch stamped just before this poll may commit just after it: the next poll
         # starts a little earlier (deltas are idempotent upserts, a repeat is harmless).
         body["syncTimestamp"] = iso(now - SINCE_OVERLAP)
@@ -122,24 +133,15 @@ async def delta() -> Response:
     return _respond(body)
 
 
-def _parse_since(raw: str, now: datetime) -> datetime:
-    try:
-        # the C parser stops at a NUL, so "...Z\x00junk" would pass: printable ASCII only
-        if not (raw.isascii() and raw.isprintable()):
-            raise ValueError(raw)
-        since = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError as exc:
-        raise ApiError(400, "INVALID_PARAM", "since must be an RFC 3339 time") from exc
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    if since > now + timedelta(minutes=1):
-        raise ApiError(400, "INVALID_PARAM", "since is more than a minute in the future")
-    return since
-
-
 @blueprint.get("/api/sync/full")
+@document_headers(FullSyncHeaders)
+@answers({200: SyncFullOut, 304: NotModified}, rate_limited=True)
 async def full() -> Response:
-    """The whole synced dataset, gzip on the wire, with ETag/If-None-Match."""
+    """The whole synced dataset, gzip on the wire, with ETag/If-None-Match.
+
+    ``cursor`` and ``epoch`` are the sync-log position the dataset corresponds to exactly:
+    continue from them with ``/api/sync/delta`` or the live channel.
+    """
     await _limit()
     svc = services()
     meta = await blob_store.load_meta(svc.pool)

@@ -8,7 +8,9 @@ from typing import Any
 from quart import Blueprint
 
 from realtube_push.api.limits import enforce_limit
-from realtube_push.domain.ids import is_user_id
+from realtube_push.api.openapi import answers, path_params
+from realtube_push.api.responses import UserOut
+from realtube_push.domain.ids import USER_ID_PATTERN, is_user_id
 from realtube_push.domain.trust import NEW_ACCOUNT_TRUST
 from realtube_push.ratelimit import Limit
 from realtube_push.store import users as user_store
@@ -19,8 +21,14 @@ blueprint = Blueprint("users", __name__)
 
 
 @blueprint.get("/api/users/<user_id>")
+@path_params(user_id={"type": "string", "pattern": USER_ID_PATTERN})
+@answers(
+    {200: UserOut},
+    {400: "`INVALID_FIELD`: not 1-64 lowercase hex characters."},
+    rate_limited=True,
+)
 async def get_user(user_id: str) -> tuple[dict[str, Any], int]:
-    """A user's trust profile."""
+    """A user's trust profile; an unknown but valid id is created with the defaults."""
     svc = services()
     await enforce_limit("videos", client_ip(), Limit(svc.settings.rate_limit_videos))
     if not is_user_id(user_id):

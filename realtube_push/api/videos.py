@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, g, request
+from quart import Blueprint, g
+from quart_schema import document_querystring
 
 from realtube_push.api.limits import enforce_limit
-from realtube_push.domain.categories import parse_categories
-from realtube_push.domain.ids import is_video_id, parse_hash_prefix, prefix_range
+from realtube_push.api.openapi import answers, path_params
+from realtube_push.api.queries import PrefixQuery, VideoQuery, query_args
+from realtube_push.api.responses import VideoList, VideoOut
+from realtube_push.domain.ids import HASH_PREFIX_PATTERN, parse_hash_prefix, prefix_range
 from realtube_push.domain.views import video_object
 from realtube_push.ratelimit import Limit
 from realtube_push.store import videos as video_store
@@ -32,39 +35,36 @@ def _object(row: VideoRow) -> dict[str, Any]:
     )
 
 
-def _filters() -> tuple[frozenset[str], float | None]:
-    categories: frozenset[str] = frozenset()
-    raw_categories = request.args.get("categories")
-    if raw_categories is not None:
-        try:
-            categories = parse_categories(raw_categories)
-        except ValueError as exc:
-            raise ApiError(400, "INVALID_CATEGORY", str(exc)) from exc
-    min_score: float | None = None
-    raw_min = request.args.get("minScore")
-    if raw_min is not None:
-        try:
-            min_score = float(raw_min)
-        except ValueError:
-            min_score = -1.0
-        if not 0 <= min_score <= 100:
-            raise ApiError(400, "INVALID_PARAM", "minScore must be a number from 0 to 100")
-    return categories, min_score
-
-
 async def _limit() -> None:
     await enforce_limit("videos", client_ip(), Limit(services().settings.rate_limit_videos))
 
 
 @blueprint.get("/api/videos/<prefix>")
+@document_querystring(PrefixQuery)
+@path_params(prefix={"type": "string", "pattern": HASH_PREFIX_PATTERN})
+@answers(
+    {200: VideoList},
+    {
+        400: "`INVALID_PREFIX`: not 4-8 hex characters; `INVALID_CATEGORY`: an unknown "
+        "category in `categories`; `INVALID_PARAM`: `minScore` not a number from 0 to 100.",
+        404: "`NOT_FOUND`: no tracked video matches the prefix (and the filters).",
+    },
+    rate_limited=True,
+)
 async def by_prefix(prefix: str) -> tuple[list[dict[str, Any]], int]:
-    """Every tracked video whose SHA-256 hex starts with the prefix (the client filters)."""
+    """Every tracked video whose SHA-256 hex starts with the prefix (the client filters).
+
+    The privacy-preserving lookup: send a 4-8 character prefix of SHA-256(videoId) in hex and
+    pick the wanted video from the answer, so the server never learns which one it was.
+    Hidden videos are never listed.
+    """
     await _limit()
     try:
         normalized = parse_hash_prefix(prefix)
     except ValueError as exc:
         raise ApiError(400, "INVALID_PREFIX", str(exc)) from exc
-    categories, min_score = _filters()
+    query = query_args(PrefixQuery)
+    categories, min_score = query.categories, query.min_score
     svc = services()
 
     async def load() -> list[dict[str, Any]]:
@@ -87,14 +87,19 @@ async def by_prefix(prefix: str) -> tuple[list[dict[str, Any]], int]:
 
 
 @blueprint.get("/api/videos")
+@document_querystring(VideoQuery)
+@answers(
+    {200: VideoOut},
+    {
+        400: "`INVALID_FIELD`: `videoId` missing or not 1-16 characters of `A-Za-z0-9_-`.",
+        404: "`NOT_FOUND`: the video is not tracked (no votes, or hidden).",
+    },
+    rate_limited=True,
+)
 async def by_id() -> tuple[dict[str, Any], int]:
     """One video by id."""
     await _limit()
-    video_id = request.args.get("videoId")
-    if video_id is None:
-        raise ApiError(400, "INVALID_FIELD", "Missing query parameter 'videoId'")
-    if not is_video_id(video_id):
-        raise ApiError(400, "INVALID_FIELD", "videoId must be 1-16 characters of A-Za-z0-9_-")
+    video_id = query_args(VideoQuery).video_id
     g.video_id = video_id
     svc = services()
 

@@ -9,6 +9,8 @@ from quart import Blueprint, g
 from quart_schema import validate_request
 
 from realtube_push.api.limits import enforce_limit
+from realtube_push.api.openapi import answers
+from realtube_push.api.responses import SuccessOut, VoteOut
 from realtube_push.api.schemas import VoteDeleteIn, VoteIn
 from realtube_push.domain.ids import entity_hash
 from realtube_push.ratelimit import Limit
@@ -24,8 +26,21 @@ IP_VOTE_MULTIPLIER = 10
 
 @blueprint.post("/api/votes")
 @validate_request(VoteIn)
+@answers(
+    {200: VoteOut},
+    {
+        400: "`INVALID_FIELD`: a field missing, unknown or malformed (or the body is not a "
+        "JSON object); `INVALID_CATEGORY`: not one of the five categories.",
+        413: "`PAYLOAD_TOO_LARGE`: the body is over `MAX_BODY_BYTES`.",
+    },
+    rate_limited=True,
+)
 async def cast(data: VoteIn) -> tuple[dict[str, Any], int]:
-    """Cast or change a vote; the latest cast time wins."""
+    """Cast or change a vote; the latest cast time wins.
+
+    A user has one vote per video: voting again changes its category. An older cast time
+    than the user's current vote is acknowledged but not applied (``applied: false``).
+    """
     g.video_id, g.user_id = data.video_id, data.user_id
     svc = services()
     limit = svc.settings.rate_limit_votes
@@ -60,6 +75,15 @@ async def cast(data: VoteIn) -> tuple[dict[str, Any], int]:
 
 @blueprint.delete("/api/votes")
 @validate_request(VoteDeleteIn)
+@answers(
+    {200: SuccessOut},
+    {
+        400: "`INVALID_FIELD`: a field missing, unknown or malformed.",
+        404: "`NOT_FOUND`: this user has no vote on this video.",
+        413: "`PAYLOAD_TOO_LARGE`: the body is over `MAX_BODY_BYTES`.",
+    },
+    rate_limited=True,
+)
 async def withdraw(data: VoteDeleteIn) -> tuple[dict[str, Any], int]:
     """Withdraw a vote; 404 when there is none (a second delete included)."""
     g.video_id, g.user_id = data.video_id, data.user_id

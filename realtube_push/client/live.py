@@ -141,7 +141,7 @@ class LiveClient:
     storage) carries its own subscription and cursor, which is resumed from (``buckets``, if
     also given, must match it).
     ``transports`` lists the transports to use, best first. ``poll_interval`` and
-    ``full_sync_interval`` pace polling (the seed's 30 min and 24 h). ``http_client`` is used
+    ``full_sync_interval`` pace polling (docs/protocol.md: 30 min and 24 h). ``http_client`` is used
     for every request when given (else the client owns one for the duration of ``run()``).
     ``user_id`` is sent as ``X-User-ID`` (the sync endpoints' rate limits are per user);
     ``headers`` go on every request. ``json_frames`` asks for the JSON WebSocket subprotocol

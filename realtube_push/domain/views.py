@@ -1,4 +1,4 @@
-"""The public shapes of videos, channels and deltas (API.md), built from plain values.
+"""The public shapes of videos, channels and deltas (docs/api.md), built from plain values.
 
 One builder per shape, used by the REST handlers, the sync log and the full blob alike, so
 a video looks the same whichever way a client learns of it.

@@ -87,6 +87,11 @@ async def set_video_flag(
     """Lock/unlock or hide/unhide a video; None when the video is unknown."""
     column = {"locked": "locked", "hidden": "hidden"}[flag]  # never user text in SQL
     async with conn.transaction():
+        # Queue first, then the video row: the score worker holds a claimed queue row while it
+        # locks the video, so the other order deadlocks with a batch holding this video.
+        if not await conn.fetchval("SELECT true FROM videos WHERE video_id = $1", video_id):
+            return None
+        await score_store.enqueue(conn, [video_id])
         row = await conn.fetchrow(
             f"UPDATE videos SET {column} = $2 WHERE video_id = $1 RETURNING video_id, video_hash",
             video_id,
@@ -95,7 +100,6 @@ async def set_video_flag(
         if row is None:
             return None
         audit = await _audit(conn, action, "video", video_id, reason)
-        await score_store.enqueue(conn, [video_id])
     return ActionOutcome(audit, videos=[(row["video_id"], row["video_hash"])])
 
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
+from quart_schema.validation import QuerystringValidationError
 from werkzeug.exceptions import HTTPException
 
 log = structlog.get_logger("realtube.api")
@@ -27,6 +29,22 @@ _HTTP_CODES = {
     415: "INVALID_FIELD",
     429: "RATE_LIMITED",
 }
+
+
+# The codes a validation rule may answer with itself (see ``refuse``).
+CONTRACT_CODES = frozenset(
+    {"INVALID_FIELD", "INVALID_CATEGORY", "INVALID_PREFIX", "MISSING_PARAM", "INVALID_PARAM"}
+)
+
+
+class QueryValidationError(RequestSchemaValidationError):
+    """A query string that breaks its route's rules (answered 400 in the contract's format)."""
+
+
+def refuse(code: str, message: str) -> PydanticCustomError:
+    """A pydantic validation error that answers with ``code`` (one of ``CONTRACT_CODES``) and
+    ``message`` instead of the generic code for the field."""
+    return PydanticCustomError(code, "{message}", {"message": message})
 
 
 class ApiError(Exception):
@@ -70,10 +88,21 @@ def error_response(
     return response
 
 
-def describe_validation(error: ValidationError) -> tuple[str, str]:
-    """(code, message) for a pydantic error: INVALID_CATEGORY when the category is wrong."""
+def describe_validation(error: ValidationError, *, query: bool = False) -> tuple[str, str]:
+    """(code, message) for a pydantic error of a body (or, with ``query``, a query string).
+
+    A rule that names its contract code (``refuse``) answers with it; otherwise a
+    wrong body ``category`` is ``INVALID_CATEGORY``, anything else ``INVALID_FIELD`` (and
+    ``INVALID_PARAM`` for a query parameter).
+    """
     first = error.errors(include_url=False)[0]
     field = ".".join(str(p) for p in first["loc"]) or "body"
+    if first["type"] in CONTRACT_CODES:
+        return first["type"], first["msg"]
+    if query:
+        if first["type"] == "missing":
+            return "INVALID_FIELD", f"Missing query parameter '{field}'"
+        return "INVALID_PARAM", f"Invalid query parameter '{field}': {first['msg']}"
     if first["loc"] and first["loc"][-1] == "category" and first["type"] != "missing":
         return "INVALID_CATEGORY", f"Unknown category: {first.get('input')!r}"
     if first["type"] == "missing":
@@ -95,7 +124,8 @@ def register(app: Quart) -> None:
     @app.errorhandler(RequestSchemaValidationError)
     async def _schema_error(exc: RequestSchemaValidationError) -> Response:
         if isinstance(exc.validation_error, ValidationError):
-            code, message = describe_validation(exc.validation_error)
+            query = isinstance(exc, QuerystringValidationError | QueryValidationError)
+            code, message = describe_validation(exc.validation_error, query=query)
         else:
             code, message = "INVALID_FIELD", "The request body must be a JSON object"
         return error_response(400, code, message)

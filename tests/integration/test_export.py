@@ -36,7 +36,7 @@ SECRET = b"root:x:0:0:this-must-never-be-served"
 
 
 class Seeded:
-    """What the seed wrote, to look for (or not) in the export."""
+    """What the fixture wrote, to look for (or not) in the export."""
 
     def __init__(self) -> None:
         self.visible_videos = [ids.video_id() for _ in range(3)]

@@ -15,8 +15,8 @@ from tests.support.shared import module_servers
 
 pytestmark = pytest.mark.anyio
 
-# The seed's metrics (realtube_push/observability.py), by the names dashboards query.
-SEED_METRICS = (
+# The service's metrics (realtube_push/observability.py), by the names dashboards query.
+DASHBOARD_METRICS = (
     "realtube_http_requests_total",
     "realtube_http_request_duration_seconds",
     "realtube_votes_total",
@@ -68,12 +68,12 @@ async def test_ready_reports_when_the_score_worker_last_ran(client):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", check["last_run"])
 
 
-async def test_metrics_expose_the_seed_metrics_in_prometheus_text(client):
+async def test_metrics_expose_the_dashboard_metrics_in_prometheus_text(client):
     r = await client.get("/metrics")
 
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
-    for name in SEED_METRICS:
+    for name in DASHBOARD_METRICS:
         assert f"# TYPE {name} " in r.text, name
 
 

@@ -151,6 +151,23 @@ async def test_consecutive_pages_hold_every_logged_seq(client, db_url):
     assert sorted(seen) == sorted(r["seq"] for r in logged)
 
 
+async def test_cursor_and_since_together_answer_from_the_cursor(client, db_url):
+    videos = await scored_videos(client, db_url, 1)
+    since = rfc3339(datetime.now(UTC) - timedelta(hours=1))
+
+    body = await delta(client, cursor=0, since=since)
+
+    assert set(videos) <= delta_ids(body)
+    assert "resync" not in body  # the cursor's answer, not the time's
+
+
+async def test_cursor_with_a_malformed_since_is_400(client):
+    r = await client.get("/api/sync/delta", params={"cursor": 0, "since": "yesterday"})
+
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "INVALID_PARAM"
+
+
 async def test_cursor_of_another_epoch_answers_resync(client):
     current = await delta(client, cursor=0)
 

@@ -1,4 +1,4 @@
-"""Channel scores aggregated from their videos (DESIGN.md "Scoring")."""
+"""Channel scores aggregated from their videos (the rule in realtube_push/domain/channels.py)."""
 
 import statistics
 

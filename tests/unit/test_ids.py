@@ -1,4 +1,4 @@
-"""Identifier rules (API.md "Identifiers") and the hash-prefix lookup range."""
+"""Identifier rules (docs/api.md "Identifiers") and the hash-prefix lookup range."""
 
 import hashlib
 import re

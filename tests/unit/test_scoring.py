@@ -1,4 +1,4 @@
-"""Video scores from trust-weighted votes (DESIGN.md "Scoring")."""
+"""Video scores from trust-weighted votes (the rule in realtube_push/domain/scoring.py)."""
 
 import pytest
 from hypothesis import given

@@ -1,4 +1,4 @@
-"""Trust and vote weight (DESIGN.md "Scoring")."""
+"""Trust and vote weight (the rule in realtube_push/domain/trust.py)."""
 
 import pytest
 from hypothesis import given
