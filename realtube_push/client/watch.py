@@ -1,10 +1,13 @@
 """``realtube-push watch``: follow a server's live channel and print what happens, line by line.
 
 Promises: one line per applied delta (``seq``, action, kind, id, score, categories), one per
-status change (transport, connected, cursor) and one per full sync, each flushed as it is
-written, so a pipe (or a test reading stdout) sees it at once. ``--json`` prints the same as
-one JSON object per line (``"type"``: ``"delta"``, ``"status"`` or ``"full"``). Needs no
-database or Redis: it is a client of the public API only.
+status change (transport, connected, cursor), one per full sync and one per wait before
+another attempt (what is tried next, after how long, and why the last attempt failed), each
+flushed as it is written, so a pipe (or a test reading stdout) sees it at once: a server
+that cannot be reached shows every retry, not one error and then silence. ``--json`` prints
+the same as one JSON object per line (``"type"``: ``"delta"``, ``"status"``, ``"full"`` or
+``"retry"``). Needs no database or Redis, nor the server's dependencies: it is a client of
+the public API only.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import anyio
 import orjson
 
 from realtube_push.client.cache import Change, Cursor
-from realtube_push.client.live import LiveClient, Status, Transport
+from realtube_push.client.live import LiveClient
+from realtube_push.client.observe import Retry, Status
+from realtube_push.client.options import TRANSPORTS, LiveOptions, Transport
 from realtube_push.client.wire import normalize_buckets
 
 
@@ -89,6 +94,21 @@ def status_line(status: Status, *, as_json: bool) -> str:
     return line
 
 
+def retry_line(retry: Retry, *, as_json: bool) -> str:
+    """A wait before another attempt as a line."""
+    if as_json:
+        return orjson.dumps(
+            {
+                "type": "retry",
+                "next": retry.next,
+                "delay": round(retry.delay, 3),
+                "url": retry.url,
+                "reason": retry.reason,
+            }
+        ).decode()
+    return f"retry {retry.next} in {retry.delay:.2f}s url={retry.url} after: {retry.reason}"
+
+
 def full_line(client: LiveClient, *, as_json: bool) -> str:
     """A completed full sync as a line."""
     cache = client.cache
@@ -112,12 +132,12 @@ async def watch(
     url: str,
     *,
     buckets: Sequence[str] | None = None,
-    transports: Sequence[Transport] = ("ws", "sse", "poll"),
+    transports: Sequence[Transport] = TRANSPORTS,
     poll_interval: float = 1800.0,
     as_json: bool = False,
     out: TextIO = sys.stdout,
 ) -> None:
-    """Run a ``LiveClient`` and print its deltas and status changes until cancelled."""
+    """Run a ``LiveClient`` and print its deltas, status changes and retries until cancelled."""
 
     def emit(line: str) -> None:
         out.write(line + "\n")
@@ -132,13 +152,17 @@ async def watch(
         for change in changes:
             emit(delta_line(change, as_json=as_json))
 
+    options = LiveOptions(
+        buckets=None if buckets is None else tuple(buckets),
+        transports=tuple(transports),
+        poll_interval=poll_interval,
+    )
     client = LiveClient(
         url,
-        buckets=buckets,
-        transports=transports,
-        poll_interval=poll_interval,
+        options,
         on_applied=applied,
         on_status=lambda status: emit(status_line(status, as_json=as_json)),
+        on_retry=lambda retry: emit(retry_line(retry, as_json=as_json)),
     )
     await client.run()
 
@@ -161,7 +185,7 @@ def main(
         watch,
         url,
         buckets=bucket_list,
-        transports=(transport,) if transport else ("ws", "sse", "poll"),
+        transports=(transport,) if transport else TRANSPORTS,
         poll_interval=poll_interval,
         as_json=as_json,
     )

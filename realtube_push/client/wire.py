@@ -37,18 +37,22 @@ MAX_BUCKETS = 256
 _BUCKET_RE = re.compile(r"[0-9a-f]{1,4}\Z")
 
 CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
 CLOSE_TOO_LARGE = 1009
 CLOSE_SERVER_ERROR = 1011
 CLOSE_RESTART = 1012
+CLOSE_TRY_LATER = 1013
 CLOSE_RESYNC = 4000
 CLOSE_PROTOCOL = 4001
 CLOSE_IDLE = 4002
 
-#: ``error`` codes that mean "this client speaks the protocol wrongly": retrying the same
-#: transport in a loop cannot help (docs/protocol.md, close 4001/1009).
+#: ``error`` codes that mean "this client misbehaves on this transport": retrying it in a
+#: loop cannot help (docs/protocol.md, closes 4001, 1009 and 1008).
 FATAL_ERROR_CODES = frozenset(
-    {"BAD_FRAME", "UNKNOWN_TYPE", "BAD_HELLO", "HELLO_REQUIRED", "TOO_LARGE"}
+    {"BAD_FRAME", "UNKNOWN_TYPE", "BAD_HELLO", "HELLO_REQUIRED", "TOO_LARGE", "FLOOD"}
 )
+#: Close codes with the same meaning, for a close that came without its ``error`` frame.
+FATAL_CLOSE_CODES = frozenset({CLOSE_PROTOCOL, CLOSE_TOO_LARGE, CLOSE_POLICY})
 
 
 class WireError(ValueError):

@@ -15,7 +15,7 @@ import anyio
 import httpx
 import pytest
 
-from realtube_push.client import Backoff, LiveClient
+from realtube_push.client import LiveClient, LiveOptions
 from tests.support import ids
 from tests.support.databases import Stack
 from tests.support.polling import eventually
@@ -143,13 +143,21 @@ async def api() -> Any:
         yield Api(http)
 
 
+#: ``LiveOptions`` with test-sized backoff and timeouts (the behaviour is the same).
+TEST_OPTIONS = {"backoff_base": 0.05, "backoff_cap": 0.5, "connect_timeout": 5.0}
+
+#: ``LiveClient`` keyword arguments that are not options.
+_CLIENT_ARGS = ("cache", "http_client", "on_change", "on_applied", "on_status", "on_retry")
+
+
+def live_client(url: str | list[str], **kwargs: Any) -> LiveClient:
+    """A ``LiveClient``: ``LiveOptions`` fields (test-sized timers unless given) and the
+    client's own arguments (``cache``, ``on_change``...) in one keyword list."""
+    client_args = {k: kwargs.pop(k) for k in _CLIENT_ARGS if k in kwargs}
+    return LiveClient(url, LiveOptions(**{**TEST_OPTIONS, **kwargs}), **client_args)
+
+
 @pytest.fixture
 def make_client() -> Any:
-    """``LiveClient`` with test-sized backoff and upgrade timers (the behaviour is the same)."""
-
-    def make(url: str | list[str], **kwargs: Any) -> LiveClient:
-        kwargs.setdefault("backoff", Backoff(base=0.05, cap=0.5))
-        kwargs.setdefault("connect_timeout", 5.0)
-        return LiveClient(url, **kwargs)
-
-    return make
+    """``live_client`` as a fixture."""
+    return live_client

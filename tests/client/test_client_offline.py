@@ -14,7 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from realtube_push.client import Backoff, Cursor, LiveClient
+from realtube_push.client import Cursor, LiveClient
+from tests.client.conftest import live_client
 
 pytestmark = pytest.mark.anyio
 
@@ -69,9 +70,10 @@ class ScriptedServer:
 
 def client_for(server: ScriptedServer, **kwargs: Any) -> tuple[LiveClient, httpx.AsyncClient]:
     http = httpx.AsyncClient(transport=httpx.MockTransport(server))
-    kwargs.setdefault("backoff", Backoff(base=0.01, cap=0.05))
+    kwargs.setdefault("backoff_base", 0.01)
+    kwargs.setdefault("backoff_cap", 0.05)
     kwargs.setdefault("poll_interval", 60.0)
-    return LiveClient("http://rt.test", http_client=http, **kwargs), http
+    return live_client("http://rt.test", http_client=http, **kwargs), http
 
 
 async def test_refused_live_endpoints_fall_back_to_polling_which_follows_has_more():
