@@ -36,7 +36,7 @@ from realtube_push.client.cache import LocalCache, ResyncRequired
 from realtube_push.client.observe import CallbackFailed, Observer, Retry
 from realtube_push.client.options import LiveOptions, Transport
 from realtube_push.client.rest import fetch_full
-from realtube_push.client.session import Ending, Refused, describe, ending_of, find
+from realtube_push.client.session import Ending, ending_of, find
 from realtube_push.client.transports import LiveTransport, for_name
 
 log = logging.getLogger("realtube_push.client")
@@ -199,7 +199,7 @@ class StateMachine:
                 await self._wait(delay, names[level], end.detail)
                 continue
             if end.kind == "shed" and probe_from is None:
-                await self._wait(self._server_delay(end.delay), names[level], end.detail)
+                await self._wait(self._server_delay(end), names[level], end.detail)
                 continue
             if not connected and probe_from is not None:
                 level, failures = level + 1, 0  # the probe failed: walk back down, no waiting
@@ -216,7 +216,7 @@ class StateMachine:
                 level, failures = level + 1, 0
                 await self._wait(0.0, names[level], end.detail)
                 continue
-            await self._wait(self._server_delay(end.delay), names[level], end.detail)
+            await self._wait(self._server_delay(end), names[level], end.detail)
 
     async def _session(self, transport: LiveTransport) -> Ending:
         self._session_connected = False
@@ -240,12 +240,14 @@ class StateMachine:
     def _rotate(self) -> None:
         self._url_index = (self._url_index + 1) % len(self.urls)
 
-    def _server_delay(self, given: float | None) -> float:
-        """The wait a server asked for (a ``Retry-After`` gets up to ``retry_after_jitter``
+    def _server_delay(self, end: Ending) -> float:
+        """The wait the server asked for (a ``Retry-After`` gets up to ``retry_after_jitter``
         more, so a refused herd does not come back in step), else the next backoff."""
-        if given is None:
+        if end.delay is None:
             return self._backoff.next()
-        return given + self._backoff.rand() * self._options.retry_after_jitter
+        if end.coarse:
+            return end.delay + self._backoff.rand() * self._options.retry_after_jitter
+        return end.delay
 
     async def _wait(
         self, delay: float, following: Transport | Literal["full_sync"], why: str
@@ -281,9 +283,7 @@ class StateMachine:
                 failed = find(exc, CallbackFailed)
                 if failed is not None:
                     raise failed from None
-                refused = find(exc, Refused)
-                why = describe(exc)
-                await self._observer.set_status(connected=False, error=f"full sync: {why}")
+                end = ending_of(exc)
+                await self._observer.set_status(connected=False, error=f"full sync: {end.detail}")
                 self._rotate()
-                delay = self._server_delay(None if refused is None else refused.retry_after)
-                await self._wait(delay, "full_sync", why)
+                await self._wait(self._server_delay(end), "full_sync", end.detail)

@@ -43,11 +43,17 @@ _OVERLOADED = 503
 
 @dataclass(frozen=True, slots=True)
 class Ending:
-    """How a session ended (``kind``, see the module docstring) and why (``detail``)."""
+    """How a session ended (``kind``, see the module docstring) and why (``detail``).
+
+    ``delay`` is the wait the server asked for, if any; ``coarse`` says it is an HTTP
+    ``Retry-After`` (whole seconds, the same for a whole refused herd), to which the client
+    adds its own jitter, unlike a ``retryAfterMs`` that the server already spread.
+    """
 
     kind: EndKind
     detail: str
     delay: float | None = None
+    coarse: bool = False
 
 
 class Refused(Exception):
@@ -171,9 +177,10 @@ def ending_of(exc: Exception) -> Ending:
     if refused is not None:
         if refused.status in _REFUSED_FOR_GOOD:
             return Ending("fatal", str(refused))
+        kind: EndKind = "lost"
         if refused.status == _OVERLOADED and refused.retry_after is not None:
-            return Ending("shed", str(refused), refused.retry_after)
-        return Ending("lost", str(refused), refused.retry_after)
+            kind = "shed"
+        return Ending(kind, str(refused), refused.retry_after, coarse=True)
     return Ending("lost", describe(exc))
 
 

@@ -118,7 +118,8 @@ def pong(ident: object) -> dict[str, Any]:
 def encode(frame: dict[str, Any], *, binary: bool) -> bytes | str:
     """A client frame as MessagePack bytes (``binary``) or JSON text."""
     if binary:
-        return msgpack.packb(frame)
+        packed: bytes = msgpack.packb(frame)
+        return packed
     return orjson.dumps(frame).decode()
 
 

@@ -57,6 +57,7 @@ class WebSocketTransport:
                 max_message_size_bytes=_MAX_MESSAGE_BYTES,
                 headers=options.request_headers(),
                 timeout=httpx.Timeout(options.connect_timeout),
+                session_class=AsyncWebSocketSession,
             ) as ws:
                 return await _stream(ws, host)
         except WebSocketUpgradeError as exc:
