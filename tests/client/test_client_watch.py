@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 
@@ -78,3 +79,42 @@ async def test_watch_prints_a_line_for_a_vote_without_any_database_settings(serv
         assert (action, kind, video_id) == ("update", "video", video)
         assert float(score.removeprefix("score=")) > 0
         assert categories.startswith("categories=fully_ai:")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_watch_against_a_dead_url_prints_each_retry_with_its_delay_and_reason(as_json):
+    # a port bound but not listening: every connection attempt is refused at once
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+        command = [sys.executable, "-m", "realtube_push", "watch", "--url", url]
+        if as_json:
+            command.append("--json")
+        process = await anyio.open_process(command, cwd=REPO, stderr=None)
+        try:
+            lines = lines_of(process)
+            retries: list[str] = []
+            with anyio.fail_after(DEADLINE):
+                while len(retries) < 3:
+                    seen = await read_until(lines, lambda s: "retry" in s)
+                    retries.append(seen[-1])
+        finally:
+            process.terminate()
+            with anyio.move_on_after(10, shield=True):
+                await process.wait()
+            await process.aclose()
+    for line in retries:
+        if as_json:
+            retry = orjson.loads(line)
+            assert retry["type"] == "retry"
+            assert retry["next"] == "full_sync"
+            assert retry["url"] == url
+            assert 0 <= retry["delay"] <= 60
+            assert "ConnectError" in retry["reason"]
+        else:
+            assert line.startswith("retry full_sync in ")
+            delay = line.split()[3]
+            assert delay.endswith("s")
+            assert 0 <= float(delay.removesuffix("s")) <= 60
+            assert f"url={url}" in line
+            assert "ConnectError" in line
