@@ -19,11 +19,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/realtube
 WORKDIR /src
 # Dependencies in a layer of their own (from an empty package of the same name), so a code
-# change reinstalls only the package itself.
+# change reinstalls only the package itself. The server's are the [server] extra (the base
+# install is only the Python live client).
 COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir realtube_push \
     && touch realtube_push/__init__.py \
-    && pip install --constraint constraints.txt . \
+    && pip install --constraint constraints.txt '.[server]' \
     && pip uninstall --yes realtube-push
 COPY realtube_push ./realtube_push
 RUN pip install --no-deps .

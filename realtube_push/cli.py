@@ -7,6 +7,9 @@
 - ``migrate``  apply pending migrations (idempotent).
 - ``export``   write the public database export (dump + CSV bundle) into EXPORT_DIR.
 - ``watch``    follow a server's live channel and print each delta (a client: no database).
+
+``watch`` is the Python live client and runs on the base install; the other commands need the
+server's dependencies (``pip install 'realtube-push[server]'``), imported only when one runs.
 """
 
 from __future__ import annotations
@@ -18,15 +21,13 @@ import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
-import asyncpg
-from pydantic import SecretStr, ValidationError
 
-from realtube_push.config import Settings
-from realtube_push.observability import configure_logging
-from realtube_push.services import Services, ServiceUnavailable
-from realtube_push.store import db
+if TYPE_CHECKING:
+    from realtube_push.config import Settings
+    from realtube_push.services import Services
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +65,19 @@ def main(argv: list[str] | None = None) -> int:
             as_json=args.json,
         )
     try:
+        from pydantic import ValidationError
+
+        from realtube_push.config import Settings
+        from realtube_push.observability import configure_logging
+        from realtube_push.services import ServiceUnavailable
+    except ModuleNotFoundError as exc:
+        print(
+            f"realtube-push {args.command}: the server's dependencies are not installed "
+            f"({exc.name} is missing): pip install 'realtube-push[server]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         settings = Settings()
     except ValidationError as exc:
         print(f"realtube-push: invalid configuration:\n{exc}", file=sys.stderr)
@@ -98,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _require_urls(settings: Settings) -> Settings:
+    from realtube_push.services import ServiceUnavailable
+
     if not settings.database_url or not settings.redis_url:
         raise ServiceUnavailable(
             "DATABASE_URL and REDIS_URL must be set (or run `realtube-push dev`)"
@@ -106,6 +122,11 @@ def _require_urls(settings: Settings) -> Settings:
 
 
 def _migrate(settings: Settings) -> None:
+    import asyncpg
+
+    from realtube_push.services import ServiceUnavailable
+    from realtube_push.store import db
+
     async def apply() -> None:
         assert settings.database_url is not None
         try:
@@ -186,6 +207,8 @@ def _dev_stack(settings: Settings, data_dir: Path) -> Iterator[Settings]:
 
 
 def _dev(settings: Settings, data_dir: Path, port: int | None) -> int:
+    from pydantic import SecretStr
+
     if port is not None:
         settings = settings.model_copy(update={"port": port})
     token_note = ""

@@ -12,6 +12,7 @@ the public API only.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -193,4 +194,8 @@ def main(
         anyio.run(runner)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`watch | head`): stop quietly, like any Unix filter
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0

@@ -19,7 +19,6 @@ from typing import Any, Literal
 import anyio
 import msgpack
 import orjson
-import sniffio
 from hypercorn.asyncio import serve as serve_asyncio
 from hypercorn.config import Config
 from hypercorn.trio import serve as serve_trio
@@ -136,8 +135,9 @@ class Peer:
 
 
 @contextlib.asynccontextmanager
-async def serve_peer(peer: Peer) -> AsyncIterator[str]:
-    """Serve ``peer`` on 127.0.0.1 in the current event loop; yields its base URL."""
+async def serve_peer(peer: Peer, backend: str) -> AsyncIterator[str]:
+    """Serve ``peer`` on 127.0.0.1 in the current event loop (``backend``: the test's
+    ``anyio_backend``, ``"asyncio"`` or ``"trio"``); yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -146,7 +146,7 @@ async def serve_peer(peer: Peer) -> AsyncIterator[str]:
     config.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns (and closes) the socket now
     config.accesslog = None
     config.graceful_timeout = 1.0  # the clients are gone by then: their handlers end at once
-    serve = serve_trio if sniffio.current_async_library() == "trio" else serve_asyncio
+    serve = serve_trio if backend == "trio" else serve_asyncio
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(serve, peer, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]

@@ -8,6 +8,9 @@ resync (``retryAfterMs``), which the real server does only under load.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -21,6 +24,16 @@ from tests.client.peer import Act, Peer, serve_peer
 pytestmark = pytest.mark.anyio
 
 DEADLINE = 10.0
+
+Serve = Callable[[Peer], AbstractAsyncContextManager[str]]
+
+
+@pytest.fixture
+def serve(anyio_backend: str) -> Serve:
+    """``serve_peer`` on the test's backend."""
+    return partial(serve_peer, backend=anyio_backend)
+
+
 #: timer granularity: a wait measured on the peer's clock may end this much early
 SLACK = 0.02
 
@@ -41,10 +54,10 @@ async def run_until_connected(url: str, **options: Any) -> tuple[Status, list[Re
     return status, retries
 
 
-async def test_overloaded_websocket_waits_retry_after_ms_and_stays_on_websocket():
+async def test_overloaded_websocket_waits_retry_after_ms_and_stays_on_websocket(serve):
     # three sheds: more than fallback_after (2) failures would have moved a lost client to SSE
     peer = Peer(ws=[Act("overloaded", ms=300)] * 3)
-    async with serve_peer(peer) as url:
+    async with serve(peer) as url:
         status, retries = await run_until_connected(url)
     assert status.transport == "ws"
     assert peer.times(SSE_PATH) == []
@@ -54,9 +67,9 @@ async def test_overloaded_websocket_waits_retry_after_ms_and_stays_on_websocket(
     assert [(r.next, r.delay, r.reason) for r in retries] == [("ws", 0.3, "overloaded")] * 3
 
 
-async def test_close_1013_without_a_notice_backs_off_and_stays_on_websocket():
+async def test_close_1013_without_a_notice_backs_off_and_stays_on_websocket(serve):
     peer = Peer(ws=[Act("overloaded", ms=None)] * 3)
-    async with serve_peer(peer) as url:
+    async with serve(peer) as url:
         status, retries = await run_until_connected(url)
     assert status.transport == "ws"
     assert peer.times(SSE_PATH) == []
@@ -65,9 +78,9 @@ async def test_close_1013_without_a_notice_backs_off_and_stays_on_websocket():
     assert all(r.reason.startswith("closed 1013") for r in retries)
 
 
-async def test_websocket_handshake_refused_with_503_waits_retry_after_and_stays_on_websocket():
+async def test_websocket_handshake_refused_with_503_waits_retry_after_and_stays_on_websocket(serve):
     peer = Peer(ws=[Act("refuse", seconds=1)] * 2)
-    async with serve_peer(peer) as url:
+    async with serve(peer) as url:
         status, retries = await run_until_connected(url, retry_after_jitter=0.1)
     assert status.transport == "ws"
     assert peer.times(SSE_PATH) == []
@@ -78,9 +91,9 @@ async def test_websocket_handshake_refused_with_503_waits_retry_after_and_stays_
     assert [r.reason for r in retries] == ["HTTP 503 (Retry-After 1s)"] * 2
 
 
-async def test_event_stream_refused_with_503_waits_retry_after_and_stays_on_sse():
+async def test_event_stream_refused_with_503_waits_retry_after_and_stays_on_sse(serve):
     peer = Peer(sse=[Act("refuse", seconds=1)] * 2)
-    async with serve_peer(peer) as url:
+    async with serve(peer) as url:
         status, _ = await run_until_connected(
             url, transports=("sse", "poll"), retry_after_jitter=0.1
         )
@@ -92,9 +105,9 @@ async def test_event_stream_refused_with_503_waits_retry_after_and_stays_on_sse(
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
-async def test_resync_waits_retry_after_ms_before_the_full_sync(transport):
+async def test_resync_waits_retry_after_ms_before_the_full_sync(serve, transport):
     peer = Peer(**{transport: [Act("resync", ms=500)]})
-    async with serve_peer(peer) as url:
+    async with serve(peer) as url:
         client = live_client(url, transports=(transport,))
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.run)

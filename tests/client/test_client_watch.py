@@ -1,10 +1,18 @@
-"""``realtube-push watch`` as a user runs it: a process printing one line per delta."""
+"""``realtube-push watch`` as a user runs it: a process printing one line per delta.
+
+The process runs as on a client-only install (``pip install realtube-push``): every module of
+the server's extra is made unimportable, so a server import creeping into the client or the
+command line fails here.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
+import subprocess
 import sys
+import tomllib
 from collections.abc import AsyncIterator, Callable
 
 import anyio
@@ -19,6 +27,33 @@ from tests.support.servers import REPO
 pytestmark = pytest.mark.anyio
 
 DEADLINE = 15.0
+
+
+def server_only_modules() -> set[str]:
+    """Top-level module names of the ``[server]`` extra's distributions."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = project["optional-dependencies"]["server"]
+    return {
+        re.split(r"[\[<>=;! ]", r, maxsplit=1)[0].replace("-", "_").lower() for r in requirements
+    }
+
+
+#: ``python -c`` code: the ``realtube-push`` command with the server's extra unimportable.
+CLIENT_ONLY = f"""
+import sys
+class ServerExtraMissing:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {sorted(server_only_modules())!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, ServerExtraMissing())
+from realtube_push.cli import main
+raise SystemExit(main())
+"""
+
+
+def realtube_push_command(*args: str) -> list[str]:
+    """``realtube-push ARGS`` as run on a client-only install."""
+    return [sys.executable, "-c", CLIENT_ONLY, *args]
 
 
 async def lines_of(process: Process) -> AsyncIterator[str]:
@@ -43,9 +78,11 @@ async def read_until(lines: AsyncIterator[str], wanted: Callable[[str], bool]) -
 
 
 @pytest.mark.parametrize("as_json", [False, True])
-async def test_watch_prints_a_line_for_a_vote_without_any_database_settings(server, api, as_json):
+async def test_watch_prints_a_line_for_a_vote_without_the_server_dependencies_or_settings(
+    server, api, as_json
+):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    command = [sys.executable, "-m", "realtube_push", "watch", "--url", server.url]
+    command = realtube_push_command("watch", "--url", server.url)
     if as_json:
         command.append("--json")
     video = ids.video_id()
@@ -87,7 +124,7 @@ async def test_watch_against_a_dead_url_prints_each_retry_with_its_delay_and_rea
     with socket.socket() as dead:
         dead.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{dead.getsockname()[1]}"
-        command = [sys.executable, "-m", "realtube_push", "watch", "--url", url]
+        command = realtube_push_command("watch", "--url", url)
         if as_json:
             command.append("--json")
         process = await anyio.open_process(command, cwd=REPO, stderr=None)
@@ -118,3 +155,12 @@ async def test_watch_against_a_dead_url_prints_each_retry_with_its_delay_and_rea
             assert 0 <= float(delay.removesuffix("s")) <= 60
             assert f"url={url}" in line
             assert "ConnectError" in line
+
+
+def test_server_command_on_a_client_only_install_says_what_to_install():
+    result = subprocess.run(
+        realtube_push_command("serve"), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "pip install 'realtube-push[server]'" in result.stderr
+    assert "Traceback" not in result.stderr
