@@ -7,7 +7,7 @@ realtube-push`` is enough; the server is ``realtube-push[server]``). Typical use
     client = LiveClient("https://realtube.example", LiveOptions(buckets=("ab", "c3")))
     async with anyio.create_task_group() as tg:
         tg.start_soon(client.run)
-        await client.wait_for_cursor(1)         # synced
+        await client.wait_for_status(lambda s: s.connected)
         client.cache.videos.get("dQw4w9WgXcQ")  # current entry, or None
 
 Modules: ``live`` (``LiveClient``), ``options`` (``LiveOptions``), ``machine`` (the state

@@ -3,6 +3,10 @@
 Promise: the n-th consecutive delay is uniform in ``[0, min(cap, base * 2**n)]``, so a fleet of
 clients dropped at the same moment (a deploy) spreads its reconnects over the whole window
 instead of arriving in synchronized waves; ``reset()`` after a connection that worked.
+
+Not tenacity's ``wait_random_exponential`` (the same formula): the state machine decides per
+ending whether to back off, reset, or take the server's delay instead, and one backoff spans
+reconnects and full syncs; tenacity models the retries of one call.
 """
 
 from __future__ import annotations
