@@ -9,11 +9,11 @@ transport; then, by how the session ended (``session.Ending``):
   same transport;
 - ``shed``: next instance, wait the server's delay (the backoff without one), same
   transport: an overloaded server is no reason to fall back;
-- ``lost``/``fatal``: next instance; after ``fallback_after`` attempts that never connected
-  (at once for ``fatal``) the next transport, else the same one after the backoff (exponential,
-  full jitter, reset by a connection that worked) or the server's ``Retry-After``;
-- while on a worse transport, the best one is probed every ``upgrade_interval``; a probe that
-  does not connect walks back down at once.
+- ``lost``/``fatal``: next instance; the same transport after the backoff (exponential, full
+  jitter, reset by a connection that worked) or the server's ``Retry-After``, unless the
+  ``Ladder`` moves to another transport (tried at once): after ``fallback_after`` attempts
+  that never connected, at once for ``fatal``, back down after a failed upgrade probe;
+- while on a worse transport, the best one is probed every ``upgrade_interval``.
 
 Every wait before another attempt is announced (``Observer.retrying``) with its delay and
 reason. The machine is also the ``SessionHost`` of the sessions it runs: it owns the cache
@@ -23,7 +23,6 @@ and applies what they receive.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -33,6 +32,7 @@ import httpx
 
 from realtube_push.client.backoff import Backoff
 from realtube_push.client.cache import LocalCache, ResyncRequired
+from realtube_push.client.ladder import Ladder
 from realtube_push.client.observe import CallbackFailed, Observer, Retry
 from realtube_push.client.options import LiveOptions, Transport
 from realtube_push.client.rest import fetch_full
@@ -53,6 +53,11 @@ class StateMachine:
         self._cache = cache
         self._observer = observer
         self._transports: list[LiveTransport] = [for_name(t) for t in options.transports]
+        self._ladder = Ladder(
+            rungs=len(self._transports),
+            fallback_after=options.fallback_after,
+            upgrade_interval=options.upgrade_interval,
+        )
         self._backoff = Backoff(base=options.backoff_base, cap=options.backoff_cap)
         self._http: httpx.AsyncClient | None = None
         self._url_index = 0
@@ -162,19 +167,15 @@ class StateMachine:
 
     async def _loop(self) -> None:
         names = self._options.transports
-        level = 0  # index into the transports
-        failures = 0  # consecutive attempts on this level that never connected
-        probe_from: int | None = None  # the level to return to if an upgrade probe fails
-        upgrade_at = math.inf  # when to try the best transport again (while on a worse one)
+        ladder = self._ladder
         while True:
             if self._cache.cursor is None:
                 await self._full_sync_until_done()
             now = anyio.current_time()
-            if level > 0 and now >= upgrade_at:
-                probe_from, level, failures = level, 0, 0
-                upgrade_at = now + self._options.upgrade_interval
-            with anyio.move_on_after(upgrade_at - now if level > 0 else math.inf) as timer:
-                end = await self._session(self._transports[level])
+            ladder.probe_if_due(now)
+            transport = self._transports[ladder.level]
+            with anyio.move_on_after(ladder.time_to_probe(now)) as timer:
+                end = await self._session(transport)
             if timer.cancelled_caught:
                 await self._observer.set_status(connected=False, error="trying a better transport")
                 continue
@@ -183,10 +184,10 @@ class StateMachine:
                 connected=False, error=None if end.kind == "resync" else end.detail
             )
             log.info(
-                "session_end transport=%s kind=%s detail=%s", names[level], end.kind, end.detail
+                "session_end transport=%s kind=%s detail=%s", transport.name, end.kind, end.detail
             )
             if connected:
-                failures, probe_from = 0, None
+                ladder.connected()
             if end.kind == "resync":
                 await self._resync(end)  # backs off if it keeps happening
                 continue
@@ -194,29 +195,13 @@ class StateMachine:
             if connected:
                 self._backoff.reset()
             self._rotate()
-            if end.kind == "reconnect":
+            if ladder.after(end.kind, connected=connected, now=anyio.current_time()):
+                await self._wait(0.0, names[ladder.level], end.detail)
+            elif end.kind == "reconnect":
                 delay = self._options.reconnect_delay if end.delay is None else end.delay
-                await self._wait(delay, names[level], end.detail)
-                continue
-            if end.kind == "shed" and probe_from is None:
-                await self._wait(self._server_delay(end), names[level], end.detail)
-                continue
-            if not connected and probe_from is not None:
-                level, failures = level + 1, 0  # the probe failed: walk back down, no waiting
-                if level >= probe_from:
-                    level, probe_from = probe_from, None
-                await self._wait(0.0, names[level], end.detail)
-                continue
-            failures += 0 if connected else 1
-            if level < len(names) - 1 and (
-                end.kind == "fatal" or failures >= self._options.fallback_after
-            ):
-                if level == 0:
-                    upgrade_at = anyio.current_time() + self._options.upgrade_interval
-                level, failures = level + 1, 0
-                await self._wait(0.0, names[level], end.detail)
-                continue
-            await self._wait(self._server_delay(end), names[level], end.detail)
+                await self._wait(delay, transport.name, end.detail)
+            else:
+                await self._wait(self._server_delay(end), transport.name, end.detail)
 
     async def _session(self, transport: LiveTransport) -> Ending:
         self._session_connected = False
