@@ -9,6 +9,8 @@ suite's ``database_url`` fixture is async and uses asyncpg, which cannot run und
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 from realtube_push.client import LiveClient, LiveOptions
+from tests.client.peer import Peer, serve_peer
 from tests.support import ids
 from tests.support.databases import Stack
 from tests.support.polling import eventually
@@ -150,14 +153,20 @@ TEST_OPTIONS = {"backoff_base": 0.05, "backoff_cap": 0.5, "connect_timeout": 5.0
 _CLIENT_ARGS = ("cache", "http_client", "on_change", "on_applied", "on_status", "on_retry")
 
 
-def live_client(url: str | list[str], **kwargs: Any) -> LiveClient:
-    """A ``LiveClient``: ``LiveOptions`` fields (test-sized timers unless given) and the
-    client's own arguments (``cache``, ``on_change``...) in one keyword list."""
-    client_args = {k: kwargs.pop(k) for k in _CLIENT_ARGS if k in kwargs}
-    return LiveClient(url, LiveOptions(**{**TEST_OPTIONS, **kwargs}), **client_args)
+@pytest.fixture
+def make_client() -> Callable[..., LiveClient]:
+    """``make_client(url, **kwargs)``: a ``LiveClient`` from ``LiveOptions`` fields (test-sized
+    timers unless given) and the client's own arguments (``cache``, ``on_change``...) in one
+    keyword list."""
+
+    def make(url: str | list[str], **kwargs: Any) -> LiveClient:
+        client_args = {k: kwargs.pop(k) for k in _CLIENT_ARGS if k in kwargs}
+        return LiveClient(url, LiveOptions(**{**TEST_OPTIONS, **kwargs}), **client_args)
+
+    return make
 
 
 @pytest.fixture
-def make_client() -> Any:
-    """``live_client`` as a fixture."""
-    return live_client
+def serve(anyio_backend: str) -> Callable[[Peer], AbstractAsyncContextManager[str]]:
+    """``serve_peer`` on the test's backend: ``async with serve(peer) as url``."""
+    return partial(serve_peer, backend=anyio_backend)

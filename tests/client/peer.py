@@ -1,10 +1,12 @@
-"""A minimal live server on a real socket, scripted per connection: for client behaviour the
-real server does not produce on demand (shedding, a resync with a delay).
+"""A minimal live server on a real socket, scripted per request: for client behaviour the
+real server does not produce on demand (shedding, a resync with a delay, refused endpoints).
 
 ``Peer`` is a raw ASGI app served by Hypercorn inside the test's own event loop (asyncio or
 trio) on a socket bound before serving, so it accepts connections as soon as ``serve_peer``
-yields. It serves an empty full document and answers successive WebSocket and SSE requests
-with the scripted ``Act``s, then with a plain welcome; it records when each request arrived.
+yields. It answers successive WebSocket, SSE and full-sync requests with the scripted
+``Act``s, then with its ``*_then`` act (a welcome, an empty full document); it serves its
+``log`` of video deltas through ``GET /api/sync/delta`` in pages of two; it records when each
+request arrived, and ``wait_for`` wakes on each.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import anyio
 import msgpack
@@ -37,15 +40,17 @@ class Act:
     """How the peer answers one live request.
 
     ``overloaded``: WebSocket accepted, ``reconnect`` notice (reason ``overloaded``,
-    ``retryAfterMs`` = ``ms``) unless ``ms`` is None, then close 1013. ``refuse``: HTTP 503
-    with ``Retry-After: seconds`` (before the upgrade for WebSocket). ``resync``: welcome, then
-    a ``resync`` frame with ``retryAfterMs`` = ``ms`` and the end (close 4000 on WebSocket).
-    ``welcome``: welcome, then nothing until the client goes.
+    ``retryAfterMs`` = ``ms``) unless ``ms`` is None, then close 1013. ``refuse``: HTTP
+    ``status`` with ``Retry-After: seconds`` unless None (before the upgrade for WebSocket).
+    ``resync``: welcome, then a ``resync`` frame with ``retryAfterMs`` = ``ms`` and the end
+    (close 4000 on WebSocket). ``welcome``: welcome, then nothing until the client goes (for
+    a full sync: the document).
     """
 
     kind: Literal["overloaded", "refuse", "resync", "welcome"]
     ms: int | None = None
-    seconds: int = 1
+    seconds: int | None = 1
+    status: int = 503
 
 
 @dataclass
@@ -54,40 +59,75 @@ class Peer:
 
     ws: list[Act] = field(default_factory=list)
     sse: list[Act] = field(default_factory=list)
+    full: list[Act] = field(default_factory=list)
+    ws_then: Act = Act("welcome")
+    sse_then: Act = Act("welcome")
+    #: video deltas (``seq`` 1, 2, ...) that ``GET /api/sync/delta`` serves
+    log: list[dict[str, Any]] = field(default_factory=list)
     #: (path, anyio.current_time()) of every request, in arrival order
     requests: list[tuple[str, float]] = field(default_factory=list)
+    #: the ``cursor`` of each delta request
+    delta_cursors: list[int] = field(default_factory=list)
     #: when each ``resync`` frame was sent
     resyncs_sent: list[float] = field(default_factory=list)
+    _arrived: anyio.Event = field(default_factory=anyio.Event)
 
     def times(self, path: str) -> list[float]:
         """When requests for ``path`` arrived."""
         return [t for p, t in self.requests if p == path]
 
+    async def wait_for(self, predicate: Callable[[Peer], bool]) -> None:
+        """Return once ``predicate(self)`` holds; re-checked at each request."""
+        while not predicate(self):
+            await self._arrived.wait()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
-        self.requests.append((scope["path"], anyio.current_time()))
+        path = scope["path"]
+        self.requests.append((path, anyio.current_time()))
+        self._arrived.set()
+        self._arrived = anyio.Event()
         if scope["type"] == "websocket":
-            await self._websocket(receive, send, self.ws.pop(0) if self.ws else Act("welcome"))
-        elif scope["path"] == wire.FULL_PATH:
-            doc = {"videos": [], "channels": [], "cursor": 0, "epoch": EPOCH}
-            await _respond(send, 200, orjson.dumps(doc), "application/json")
-        elif scope["path"] == wire.SSE_PATH:
-            await self._sse(receive, send, self.sse.pop(0) if self.sse else Act("welcome"))
+            await self._websocket(receive, send, self.ws.pop(0) if self.ws else self.ws_then)
+        elif path == wire.SSE_PATH:
+            await self._sse(receive, send, self.sse.pop(0) if self.sse else self.sse_then)
+        elif path == wire.FULL_PATH:
+            await self._full(send, self.full.pop(0) if self.full else Act("welcome"))
+        elif path == wire.DELTA_PATH:
+            await self._delta_page(scope, send)
         else:
             await _respond(send, 404, b'{"error": {"code": "NOT_FOUND"}}', "application/json")
+
+    async def _full(self, send: Send, act: Act) -> None:
+        if act.kind == "refuse":
+            await _refuse(send, act)
+            return
+        doc = {"videos": [], "channels": [], "cursor": 0, "epoch": EPOCH}
+        await _respond(send, 200, orjson.dumps(doc), "application/json", [(b"etag", b'"v1"')])
+
+    async def _delta_page(self, scope: Scope, send: Send) -> None:
+        query = dict(parse_qsl(scope["query_string"].decode()))
+        assert query["epoch"] == EPOCH
+        cursor = int(query["cursor"])
+        self.delta_cursors.append(cursor)
+        after = [d for d in self.log if d["seq"] > cursor]
+        rows = after[:2]
+        page = {
+            "videos": rows,
+            "channels": [],
+            "cursor": rows[-1]["seq"] if rows else cursor,
+            "epoch": EPOCH,
+            "hasMore": len(after) > 2,
+        }
+        await _respond(send, 200, orjson.dumps(page), "application/json")
 
     async def _websocket(self, receive: Receive, send: Send, act: Act) -> None:
         await receive()  # websocket.connect
         if act.kind == "refuse":
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": 503,
-                    "headers": [(b"retry-after", str(act.seconds).encode())],
-                }
-            )
+            start = {"type": "websocket.http.response.start", "status": act.status}
+            await send({**start, "headers": _retry_after(act)})
             await send({"type": "websocket.http.response.body", "body": b""})
             return
         await send({"type": "websocket.accept", "subprotocol": wire.MSGPACK_SUBPROTOCOL})
@@ -112,10 +152,7 @@ class Peer:
 
     async def _sse(self, receive: Receive, send: Send, act: Act) -> None:
         if act.kind == "refuse":
-            error = {"code": "OVERLOADED", "message": "try later", "retryAfter": act.seconds}
-            body = {"error": error}
-            headers = [(b"retry-after", str(act.seconds).encode())]
-            await _respond(send, 503, orjson.dumps(body), "application/json", headers)
+            await _refuse(send, act)
             return
         await send(
             {
@@ -155,6 +192,21 @@ async def serve_peer(peer: Peer, backend: str) -> AsyncIterator[str]:
         finally:
             # a graceful stop: Hypercorn's asyncio server does not survive a cancellation
             stop.set()
+
+
+def _retry_after(act: Act) -> list[tuple[bytes, bytes]]:
+    return [] if act.seconds is None else [(b"retry-after", str(act.seconds).encode())]
+
+
+async def _refuse(send: Send, act: Act) -> None:
+    """The REST error answer of a refusal (503: the shedding body of docs/protocol.md)."""
+    error: dict[str, Any] = {"code": "OVERLOADED", "message": "try later"}
+    if act.status != 503:
+        error = {"code": "REFUSED", "message": f"status {act.status}"}
+    elif act.seconds is not None:
+        error["retryAfter"] = act.seconds
+    body = orjson.dumps({"error": error})
+    await _respond(send, act.status, body, "application/json", _retry_after(act))
 
 
 def _welcome() -> dict[str, Any]:

@@ -8,9 +8,6 @@ resync (``retryAfterMs``), which the real server does only under load.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from functools import partial
 from typing import Any
 
 import anyio
@@ -18,20 +15,11 @@ import pytest
 
 from realtube_push.client import Retry, Status
 from realtube_push.client.wire import DELTA_PATH, FULL_PATH, SSE_PATH, WS_PATH
-from tests.client.conftest import live_client
-from tests.client.peer import Act, Peer, serve_peer
+from tests.client.peer import Act, Peer
 
 pytestmark = pytest.mark.anyio
 
 DEADLINE = 10.0
-
-Serve = Callable[[Peer], AbstractAsyncContextManager[str]]
-
-
-@pytest.fixture
-def serve(anyio_backend: str) -> Serve:
-    """``serve_peer`` on the test's backend."""
-    return partial(serve_peer, backend=anyio_backend)
 
 
 #: timer granularity: a wait measured on the peer's clock may end this much early
@@ -42,10 +30,12 @@ def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
-async def run_until_connected(url: str, **options: Any) -> tuple[Status, list[Retry]]:
+async def run_until_connected(
+    make_client: Any, url: str, **options: Any
+) -> tuple[Status, list[Retry]]:
     """The client's status once connected, and the retries it announced before."""
     retries: list[Retry] = []
-    client = live_client(url, on_retry=retries.append, **options)
+    client = make_client(url, on_retry=retries.append, **options)
     async with anyio.create_task_group() as tg:
         tg.start_soon(client.run)
         with anyio.fail_after(DEADLINE):
@@ -54,11 +44,11 @@ async def run_until_connected(url: str, **options: Any) -> tuple[Status, list[Re
     return status, retries
 
 
-async def test_overloaded_websocket_waits_retry_after_ms_and_stays_on_websocket(serve):
+async def test_overloaded_websocket_waits_retry_after_ms_and_stays_on_websocket(serve, make_client):
     # three sheds: more than fallback_after (2) failures would have moved a lost client to SSE
     peer = Peer(ws=[Act("overloaded", ms=300)] * 3)
     async with serve(peer) as url:
-        status, retries = await run_until_connected(url)
+        status, retries = await run_until_connected(make_client, url)
     assert status.transport == "ws"
     assert peer.times(SSE_PATH) == []
     attempts = peer.times(WS_PATH)
@@ -67,10 +57,10 @@ async def test_overloaded_websocket_waits_retry_after_ms_and_stays_on_websocket(
     assert [(r.next, r.delay, r.reason) for r in retries] == [("ws", 0.3, "overloaded")] * 3
 
 
-async def test_close_1013_without_a_notice_backs_off_and_stays_on_websocket(serve):
+async def test_close_1013_without_a_notice_backs_off_and_stays_on_websocket(serve, make_client):
     peer = Peer(ws=[Act("overloaded", ms=None)] * 3)
     async with serve(peer) as url:
-        status, retries = await run_until_connected(url)
+        status, retries = await run_until_connected(make_client, url)
     assert status.transport == "ws"
     assert peer.times(SSE_PATH) == []
     assert len(peer.times(WS_PATH)) == 4
@@ -78,10 +68,12 @@ async def test_close_1013_without_a_notice_backs_off_and_stays_on_websocket(serv
     assert all(r.reason.startswith("closed 1013") for r in retries)
 
 
-async def test_websocket_handshake_refused_with_503_waits_retry_after_and_stays_on_websocket(serve):
+async def test_websocket_handshake_refused_with_503_waits_retry_after_and_stays_on_websocket(
+    serve, make_client
+):
     peer = Peer(ws=[Act("refuse", seconds=1)] * 2)
     async with serve(peer) as url:
-        status, retries = await run_until_connected(url, retry_after_jitter=0.1)
+        status, retries = await run_until_connected(make_client, url, retry_after_jitter=0.1)
     assert status.transport == "ws"
     assert peer.times(SSE_PATH) == []
     attempts = peer.times(WS_PATH)
@@ -91,11 +83,11 @@ async def test_websocket_handshake_refused_with_503_waits_retry_after_and_stays_
     assert [r.reason for r in retries] == ["HTTP 503 (Retry-After 1s)"] * 2
 
 
-async def test_event_stream_refused_with_503_waits_retry_after_and_stays_on_sse(serve):
+async def test_event_stream_refused_with_503_waits_retry_after_and_stays_on_sse(serve, make_client):
     peer = Peer(sse=[Act("refuse", seconds=1)] * 2)
     async with serve(peer) as url:
         status, _ = await run_until_connected(
-            url, transports=("sse", "poll"), retry_after_jitter=0.1
+            make_client, url, transports=("sse", "poll"), retry_after_jitter=0.1
         )
     assert status.transport == "sse"
     assert peer.times(DELTA_PATH) == []
@@ -105,10 +97,10 @@ async def test_event_stream_refused_with_503_waits_retry_after_and_stays_on_sse(
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
-async def test_resync_waits_retry_after_ms_before_the_full_sync(serve, transport):
+async def test_resync_waits_retry_after_ms_before_the_full_sync(serve, make_client, transport):
     peer = Peer(**{transport: [Act("resync", ms=500)]})
     async with serve(peer) as url:
-        client = live_client(url, transports=(transport,))
+        client = make_client(url, transports=(transport,))
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.run)
             with anyio.fail_after(DEADLINE):
