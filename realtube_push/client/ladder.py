@@ -9,7 +9,8 @@ The transports form a ladder, best first (WebSocket, SSE, polling). Promises:
 - a session that connected clears the failure count;
 - while below the top, the top rung is probed every ``upgrade_interval`` seconds (the clock
   starts when the client leaves the top); a probe that ends without connecting walks back down
-  rung by rung to where the client was, without waiting (it had a working transport).
+  rung by rung to where the client was, without waiting (it had a working transport), and the
+  next probe is an interval after its return.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ class Ladder:
         if not connected and self.probe_from is not None:
             self.level, self.failures = self.level + 1, 0
             if self.level >= self.probe_from:
+                # back where it was: a full interval there before the next probe, so probes
+                # slower than the interval cannot keep the client off its working transport
                 self.level, self.probe_from = self.probe_from, None
+                self.upgrade_at = now + self.upgrade_interval
             return True
         if not connected:
             self.failures += 1

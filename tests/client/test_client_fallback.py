@@ -13,12 +13,13 @@ import anyio
 import pytest
 
 from realtube_push.client import Cursor
-from realtube_push.client.wire import FULL_PATH, SSE_PATH, WS_PATH
+from realtube_push.client.wire import DELTA_PATH, FULL_PATH, SSE_PATH, WS_PATH
 from tests.client.peer import EPOCH, Act, Peer
 
 pytestmark = pytest.mark.anyio
 
 NOT_FOUND = Act("refuse", status=404, seconds=None)
+DEADLINE = 10.0
 
 
 def _video(video_id: str, seq: int, action: str = "update") -> dict[str, Any]:
@@ -52,7 +53,7 @@ async def test_refused_live_endpoints_fall_back_to_polling_which_follows_has_mor
         client = client_for(url, on_change=lambda *c: changes.append(c))
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.run)
-            with anyio.fail_after(5):
+            with anyio.fail_after(DEADLINE):
                 assert await client.wait_for_cursor(3) == Cursor(EPOCH, 3)
                 status = await client.wait_for_status(lambda s: s.connected)
             tg.cancel_scope.cancel()
@@ -69,13 +70,18 @@ async def test_refused_live_endpoints_fall_back_to_polling_which_follows_has_mor
 async def test_while_polling_the_better_transports_are_tried_again(serve, client_for):
     peer = old_server()
     async with serve(peer) as url:
-        client = client_for(url, upgrade_interval=0.05)
+        client = client_for(url, upgrade_interval=0.2)
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.run)
-            with anyio.fail_after(5):
-                await peer.wait_for(lambda p: len(p.times(WS_PATH)) >= 3)
+            with anyio.fail_after(DEADLINE):
+                await peer.wait_for(lambda p: len(p.times(SSE_PATH)) >= 3)
             tg.cancel_scope.cancel()
-    assert len(peer.times(SSE_PATH)) >= 2  # each probe walks down: ws, then sse, then poll
+    # each probe walks down (WebSocket, then SSE) and the client polls again in between
+    ws, sse, polls = peer.times(WS_PATH), peer.times(SSE_PATH), peer.times(DELTA_PATH)
+    assert len(ws) >= 3
+    for probe, (probe_ws, probe_sse) in enumerate(zip(ws[1:3], sse[1:3], strict=True)):
+        assert probe_ws < probe_sse
+        assert any(ws[probe] < t < probe_ws for t in polls)
 
 
 async def test_failed_full_sync_is_retried_with_backoff(serve, client_for):
@@ -84,7 +90,7 @@ async def test_failed_full_sync_is_retried_with_backoff(serve, client_for):
         client = client_for(url, transports=("poll",))
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.run)
-            with anyio.fail_after(5):
+            with anyio.fail_after(DEADLINE):
                 await client.wait_for_cursor(3)
             tg.cancel_scope.cancel()
     assert len(peer.times(FULL_PATH)) == 3
@@ -100,6 +106,6 @@ async def test_an_exception_in_a_callback_ends_run_instead_of_being_retried(serv
 
     async with serve(old_server()) as url:
         client = client_for(url, transports=("poll",), on_change=explode)
-        with anyio.fail_after(5), pytest.raises(Boom):
+        with anyio.fail_after(DEADLINE), pytest.raises(Boom):
             await client.run()
     assert client.status.transport is None

@@ -66,8 +66,10 @@ def test_a_failed_probe_walks_back_down_to_where_the_client_was_without_counting
     assert steps.after("lost", connected=False, now=UPGRADE) is True
     assert steps.level == 1
     # an overloaded server during a probe is a failed probe too: back to the working rung
-    assert steps.after("shed", connected=False, now=UPGRADE) is True
+    assert steps.after("shed", connected=False, now=UPGRADE + 20) is True
     assert (steps.level, steps.probe_from, steps.failures) == (2, None, 0)
+    # a full interval on the working rung before the next probe, however long the probe took
+    assert steps.upgrade_at == UPGRADE + 20 + UPGRADE
 
 
 def test_a_probe_that_connects_stays_on_the_better_transport():
