@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import orjson
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-log = structlog.get_logger("realtube.cache")
+from realtube_push.observability import RedisOutage
+
 T = TypeVar("T")
 
 PREFIX_LENGTHS = range(4, 9)
@@ -135,8 +135,17 @@ class Cache:
     database answers instead.
     """
 
-    def __init__(self, redis: Redis, keys: Keys, *, video_ttl: int, channel_ttl: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        outage: RedisOutage,
+        *,
+        video_ttl: int,
+        channel_ttl: int,
+    ) -> None:
         self._redis = redis
+        self._outage = outage
         self.keys = keys
         self.video_ttl = video_ttl
         self.channel_ttl = channel_ttl
@@ -147,9 +156,10 @@ class Cache:
         """The cached value and generation (one round trip); a miss when Redis fails."""
         try:
             raw, generation = await self._redis.mget(key, f"{key}:gen")
-        except RedisError:
-            log.warning("cache_unavailable", exc_info=True)
+        except RedisError as exc:
+            self._outage.failed("cache_read", exc)
             return Lookup(None, None)
+        self._outage.succeeded()
         return Lookup(None if raw is None else orjson.loads(raw), generation)
 
     async def fill(self, key: str, value: object, ttl: int, seen: Lookup) -> None:
@@ -157,8 +167,10 @@ class Cache:
         generation = b"" if seen.generation is None else seen.generation
         try:
             await self._fill(keys=[key, f"{key}:gen"], args=[generation, orjson.dumps(value), ttl])
-        except RedisError:
-            log.warning("cache_unavailable", exc_info=True)
+        except RedisError as exc:
+            self._outage.failed("cache_fill", exc)
+        else:
+            self._outage.succeeded()
 
     async def read_through(
         self, key: str, ttl: int, load: Callable[[], Awaitable[T | None]]
@@ -181,7 +193,7 @@ class Cache:
     ) -> None:
         """Drop the keys of changed videos ((id, hash) pairs) and channels, then broadcast.
 
-        Raises RedisError: the caller decides (after a commit it is logged, not fatal).
+        Raises RedisError: the caller decides (after a commit, ``publisher.py`` counts it).
         """
         video_list = list(videos)
         channel_list = list(channels)

@@ -8,7 +8,8 @@ Promises:
   PUBLISHes it on ``rt:deltas``, so a subscriber that sees the message can also replay it;
 - nothing here can fail a committed write: when Redis is unreachable the change is already
   durable in PostgreSQL, cached copies expire with their TTL, and subscribers backfill a
-  missed batch from its seq range (``push/bus.py``).
+  missed batch from its seq range (``push/bus.py``). Such a failure is counted, and logged
+  once per outage (``observability.RedisOutage``), not once per call.
 
 The bus message (msgpack): ``{"epoch", "first", "last", "ts", "deltas"}``, each delta packed
 as ``[seq, kind, entity_hash, payload]`` (the same bytes are the recent store's members).
@@ -21,14 +22,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgpack
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from realtube_push.cache import Cache, Keys
+from realtube_push.observability import RedisOutage
 from realtube_push.store.synclog import AppendedBatch
-
-log = structlog.get_logger("realtube.publisher")
 
 RECENT_MAX_DELTAS = 200_000
 
@@ -60,10 +59,11 @@ def pack_batch(batch: AppendedBatch) -> tuple[bytes, list[bytes]]:
 class Publisher:
     """Cache invalidation and the bus publish of committed changes."""
 
-    def __init__(self, redis: Redis, keys: Keys, cache: Cache) -> None:
+    def __init__(self, redis: Redis, keys: Keys, cache: Cache, outage: RedisOutage) -> None:
         self._redis = redis
         self._keys = keys
         self._cache = cache
+        self._outage = outage
 
     async def after_commit(
         self,
@@ -73,13 +73,20 @@ class Publisher:
         channels: Sequence[str] = (),
     ) -> None:
         """Drop the cached copies of ``videos`` ((id, hash) pairs) and ``channels``, then
-        publish ``batch`` (None: nothing was logged). Never raises for Redis trouble."""
+        publish ``batch`` (None: nothing was logged). Never raises for Redis trouble: it is
+        counted as the failed step (``invalidate`` or ``publish``)."""
+        if batch is None and not videos and not channels:
+            return
+        step = "invalidate"
         try:
             await self._cache.invalidate(videos=videos, channels=channels)
             if batch is not None:
+                step = "publish"
                 await self.publish(batch)
-        except (RedisError, OSError):  # Redis down: PostgreSQL already holds the truth
-            log.warning("after_commit_failed", exc_info=True)
+        except (RedisError, OSError) as exc:  # Redis down: PostgreSQL already holds the truth
+            self._outage.failed(step, exc)
+        else:
+            self._outage.succeeded()
 
     async def publish(self, batch: AppendedBatch) -> None:
         """Record the batch in the recent store and publish it, atomically (MULTI/EXEC)."""

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from realtube_push.cache import Keys
-
-log = structlog.get_logger("realtube.ratelimit")
+from realtube_push.observability import RedisOutage
 
 _INCR = """
 local n = redis.call('INCR', KEYS[1])
@@ -59,8 +57,11 @@ class Verdict:
 class RateLimiter:
     """Checks and counts requests against per-endpoint limits."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, enabled: bool = True) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, outage: RedisOutage, *, enabled: bool = True
+    ) -> None:
         self._keys = keys
+        self._outage = outage
         self._enabled = enabled
         self._script = redis.register_script(_INCR)
 
@@ -72,11 +73,12 @@ class RateLimiter:
             count, ttl = await self._script(
                 keys=[self._keys.ratelimit(who, endpoint)], args=[limit.window]
             )
-        except RedisError:
+        except RedisError as exc:
             # Fail open: with Redis down the API keeps serving from PostgreSQL, and nginx's
             # own limits still stand in front of it.
-            log.warning("rate_limiter_unavailable", endpoint=endpoint)
+            self._outage.failed("rate_limit", exc)
             return Verdict(True, limit.requests, limit.requests, limit.window)
+        self._outage.succeeded()
         count, ttl = int(count), max(int(ttl), 1)
         return Verdict(
             allowed=count <= limit.requests,

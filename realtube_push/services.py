@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from realtube_push.cache import Cache, Keys
 from realtube_push.config import Settings
-from realtube_push.observability import Metrics, Status
+from realtube_push.observability import Metrics, RedisOutage, Status
 from realtube_push.publisher import Publisher
 from realtube_push.ratelimit import RateLimiter
 from realtube_push.store import db
@@ -41,6 +41,7 @@ class Services:
     publisher: Publisher
     metrics: Metrics
     status: Status
+    redis_outage: RedisOutage
 
 
 def redis_client(url: str) -> Redis:
@@ -70,8 +71,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 f"Redis unreachable at {_redact(settings.redis_url)}: {exc}"
             ) from exc
         keys = Keys(settings.redis_namespace)
+        metrics = Metrics()
+        outage = RedisOutage(metrics.redis_failures)
         cache = Cache(
-            redis, keys, video_ttl=settings.video_cache_ttl, channel_ttl=settings.channel_cache_ttl
+            redis,
+            keys,
+            outage,
+            video_ttl=settings.video_cache_ttl,
+            channel_ttl=settings.channel_cache_ttl,
         )
         yield Services(
             settings=settings,
@@ -80,10 +87,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             redis=redis,
             keys=keys,
             cache=cache,
-            limiter=RateLimiter(redis, keys, enabled=settings.rate_limits_enabled),
-            publisher=Publisher(redis, keys, cache),
-            metrics=Metrics(),
+            limiter=RateLimiter(redis, keys, outage, enabled=settings.rate_limits_enabled),
+            publisher=Publisher(redis, keys, cache, outage),
+            metrics=metrics,
             status=Status(),
+            redis_outage=outage,
         )
     finally:
         await redis.aclose()

@@ -30,6 +30,7 @@ import orjson
 import structlog
 from prometheus_client import Counter, Histogram
 from quart import Blueprint, Response, request
+from redis.exceptions import RedisError
 
 from realtube_push.push import protocol, resume
 from realtube_push.push.context import LiveServices, live_services
@@ -130,8 +131,12 @@ async def publish_stats(svc: LiveServices) -> None:
                 pipe.zadd(keys.admin_instances, {instance: now})
                 pipe.zremrangebyscore(keys.admin_instances, "-inf", now - 60)
                 await pipe.execute()
-        except Exception:  # Redis away: the dashboard shows stale data, the service goes on
+        except RedisError as exc:  # Redis away: the dashboard shows stale data, the service goes on
+            svc.redis_outage.failed("admin_stats", exc)
+        except Exception:
             log.warning("admin_stats_publish_failed", exc_info=True)
+        else:
+            svc.redis_outage.succeeded()
         await anyio.sleep(max(0.0, INTERVAL_SECONDS - (anyio.current_time() - started)))
 
 

@@ -56,8 +56,10 @@ async def read_range(svc: Services, epoch: str, after: int, upto: int) -> list[D
             members = await svc.redis.zrangebyscore(svc.keys.recent_deltas, after + 1, upto)
             if len(members) == upto - after:
                 return unpack_deltas(cast("list[bytes]", members))
-    except RedisError:
-        log.warning("recent_store_unavailable", exc_info=True)
+    except RedisError as exc:
+        svc.redis_outage.failed("recent_store", exc)
+    else:
+        svc.redis_outage.succeeded()
     rows = await synclog.read_after(svc.pool, after, limit=upto - after, upto=upto)
     if len(rows) != upto - after:
         raise LookupError(f"sync log lacks seqs {after + 1}..{upto}")
@@ -97,6 +99,7 @@ class BusSubscriber:
             pubsub = self._svc.redis.pubsub()
             try:
                 await pubsub.subscribe(self._svc.keys.deltas_channel)
+                self._svc.redis_outage.succeeded()
                 self.connected = True
                 backoff = 0.2
                 await self.catch_up()
@@ -104,9 +107,9 @@ class BusSubscriber:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
                     if message is not None and message["type"] == "message":
                         await self.ingest_message(message["data"])
-            except (RedisError, OSError):
+            except (RedisError, OSError) as exc:
                 self.connected = False
-                log.warning("bus_disconnected", retry_in=backoff)
+                self._svc.redis_outage.failed("bus", exc)
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:

@@ -14,13 +14,10 @@ import hmac
 import secrets
 import time
 
-import structlog
 from redis.exceptions import RedisError
 
 from realtube_push.services import Services
 from realtube_push.web.errors import ApiError
-
-log = structlog.get_logger("realtube.admin")
 
 COOKIE = "rt_admin"
 SESSION_SECONDS = 12 * 3600
@@ -72,11 +69,12 @@ async def admin_session(svc: Services, cookie: str | None) -> tuple[str, int] | 
         return None
     try:
         revoked = await svc.redis.exists(svc.keys.admin_revoked(session[0]))
-    except RedisError:
+    except RedisError as exc:
         # signature and expiry still hold; only a logout's revocation cannot be checked, and
         # admins need the dashboard most when something is down
-        log.warning("admin_revocation_unchecked", exc_info=True)
+        svc.redis_outage.failed("admin_session", exc)
         return session
+    svc.redis_outage.succeeded()
     return None if revoked else session
 
 

@@ -161,7 +161,8 @@ async def test_a_subscriber_still_gets_deltas_whose_pubsub_message_was_lost(
     )
     async with open_services(settings) as svc, ws_subscriber(server.url) as sub:
         lossy = dataclasses.replace(
-            svc, publisher=MessageLosingPublisher(svc.redis, svc.keys, svc.cache)
+            svc,
+            publisher=MessageLosingPublisher(svc.redis, svc.keys, svc.cache, svc.redis_outage),
         )
         await sub.until_frame("welcome")
 
