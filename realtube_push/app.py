@@ -3,14 +3,18 @@
 ``create_app`` lists every blueprint and hook (and the one route served beside Quart).
 ``run`` owns the process: it opens the services, composes the live channel on top of them
 (the hub, and the bus subscriber that feeds it), starts every background task in one AnyIO
-task group, serves HTTP with Hypercorn until SIGTERM/SIGINT, then shuts down in order: stop
-accepting and finish in-flight requests (``SHUTDOWN_GRACE_SECONDS`` cap), flush the score
-queue, cancel and await the background tasks, close Redis and the pool.
+task group, serves HTTP (http_server.py) until SIGTERM/SIGINT, then shuts down in order: live
+clients are told to reconnect elsewhere while HTTP drains (keep-alive connections closed
+cleanly, then the listener, in-flight requests finished within ``SHUTDOWN_GRACE_SECONDS``),
+the score queue is flushed, the background tasks are cancelled and awaited, Redis and the
+pool closed.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -18,10 +22,10 @@ from typing import Any
 
 import anyio
 import structlog
-from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 from quart import Quart, Response, current_app, g, request
 
+from realtube_push import http_server
 from realtube_push.api import (
     admin,
     channels,
@@ -164,11 +168,11 @@ def _loggable_path() -> str:
 async def run(
     settings: Settings,
     *,
-    serve_http: bool = True,
+    listener: socket.socket | None = None,
     on_ready: Callable[[Services], None] | None = None,
-    listen_fd: int | None = None,
 ) -> None:
-    """Run the service (HTTP and/or workers) until SIGTERM or SIGINT, then shut down cleanly."""
+    """Run the service until SIGTERM or SIGINT, then shut down cleanly: HTTP (and the live
+    channel) on ``listener`` when one is given, the background workers when ``RUN_WORKERS``."""
     async with open_services(settings) as base:
         svc = compose(base)
         stop = anyio.Event()
@@ -177,17 +181,16 @@ async def run(
             if settings.run_workers:
                 for worker in BACKGROUND_WORKERS:
                     tg.start_soon(worker, svc)
-            if serve_http:
+            if listener is not None:
                 tg.start_soon(partial(svc.hub.run, sweep_seconds=_sweep_seconds(settings)))
                 tg.start_soon(BusSubscriber(svc, svc.hub).run)
                 tg.start_soon(live_admin.publish_stats, svc)
+                tg.start_soon(_leave_on_stop, svc, stop)
             if on_ready is not None:
                 on_ready(svc)
-            if serve_http:
-                await serve(
-                    create_app(svc),
-                    _hypercorn_config(settings, listen_fd),
-                    shutdown_trigger=partial(_live_clients_leave, svc, stop),
+            if listener is not None:
+                await http_server.serve(
+                    create_app(svc), _hypercorn_config(settings), listener, drain_trigger=stop.wait
                 )
             else:
                 await stop.wait()
@@ -225,10 +228,12 @@ def _sweep_seconds(settings: Settings) -> float:
     return max(0.05, min(1.0, shortest / 2))
 
 
-async def _live_clients_leave(svc: LiveServices, stop: anyio.Event) -> None:
-    """Hypercorn's shutdown trigger: on stop, live clients are told to reconnect elsewhere
-    (WS close 1012, SSE retry hint) and leave before the HTTP grace period starts."""
+async def _leave_on_stop(svc: LiveServices, stop: anyio.Event) -> None:
+    """On stop, /health/ready turns to "draining" and live clients are told to reconnect
+    elsewhere (WS close 1012, SSE retry hint) and given a moment to leave, while the HTTP side
+    drains (http_server.py)."""
     await stop.wait()
+    svc.status.draining = True
     await svc.hub.shutdown(
         retry_ms=svc.settings.live_reconnect_delay_ms,
         wait_seconds=min(5.0, svc.settings.shutdown_grace_seconds),
@@ -242,16 +247,13 @@ async def _watch_signals(stop: anyio.Event) -> None:
             return
 
 
-def _hypercorn_config(settings: Settings, listen_fd: int | None) -> HypercornConfig:
+def _hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
-    # a supervisor (WEB_CONCURRENCY > 1) hands down a socket it bound for all its children
-    config.bind = [
-        f"fd://{listen_fd}" if listen_fd is not None else f"{settings.host}:{settings.port}"
-    ]
     config.backlog = 2048
     config.graceful_timeout = settings.shutdown_grace_seconds
     config.accesslog = None
-    config.errorlog = "-"
+    # Hypercorn's own lines go through the service's log configuration (logs.py)
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75
     config.websocket_ping_interval = None
     # oversized client messages are refused by the WebSocket layer itself (close 1009)

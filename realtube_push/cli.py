@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         from pydantic import ValidationError
 
         from realtube_push.config import Settings
-        from realtube_push.observability import configure_logging
+        from realtube_push.logs import configure_logging
         from realtube_push.services import ServiceUnavailable
     except ModuleNotFoundError as exc:
         print(
@@ -82,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"realtube-push: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    if args.command == "dev":
+        settings = _dev_salt(settings, args.data_dir)
+    configure_logging(
+        settings.log_level,
+        log_format=settings.log_format,
+        ip_hash_salt=settings.ip_hash_salt.get_secret_value(),
+    )
     try:
         if args.command == "dev":
             return _dev(settings, args.data_dir, args.port)
@@ -91,24 +98,48 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             settings = _require_urls(settings)
-            if not args.no_migrate:
-                _migrate(settings)
-            if settings.web_concurrency > 1 and args.listen_fd is None:
-                from realtube_push.supervisor import run_children
+            if args.listen_fd is not None:  # a child of the supervisor, on the socket it bound
+                _run(settings, listener=socket.socket(fileno=args.listen_fd))
+                return 0
+            with listen(settings) as listener:
+                if not args.no_migrate:
+                    _migrate(settings)
+                if settings.web_concurrency > 1:
+                    from realtube_push.supervisor import run_children
 
-                return run_children(settings, settings.web_concurrency)
-            _run(settings, serve_http=True, listen_fd=args.listen_fd)
+                    return run_children(settings, settings.web_concurrency, listener)
+                _run(settings, listener=listener)
             return 0
         if args.command == "export":
             return _export(settings)
         if args.command == "worker":
             settings = _require_urls(settings).model_copy(update={"run_workers": True})
-            _run(settings, serve_http=False)
+            _run(settings, listener=None)
             return 0
     except ServiceUnavailable as exc:
         print(f"realtube-push: {exc}", file=sys.stderr)
         return 2
     return 1
+
+
+def _dev_salt(settings: Settings, data_dir: Path) -> Settings:
+    """An IP hash salt kept in the data directory unless IP_HASH_SALT is set."""
+    from pydantic import SecretStr
+
+    if "IP_HASH_SALT" in os.environ:
+        return settings
+    salt_file = data_dir / "ip_hash_salt"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not salt_file.exists():
+        salt_file.write_text(secrets.token_hex(16))
+    return settings.model_copy(update={"ip_hash_salt": SecretStr(salt_file.read_text())})
+
+
+def listen(settings: Settings) -> socket.socket:
+    """The listening socket on HOST:PORT, bound before anything starts."""
+    from realtube_push.supervisor import listening_socket
+
+    return listening_socket(settings.host, settings.port)
 
 
 def _require_urls(settings: Settings) -> Settings:
@@ -161,13 +192,7 @@ def _export(settings: Settings) -> int:
     return 0
 
 
-def _run(
-    settings: Settings,
-    *,
-    serve_http: bool,
-    banner: str | None = None,
-    listen_fd: int | None = None,
-) -> None:
+def _run(settings: Settings, *, listener: socket.socket | None, banner: str | None = None) -> None:
     from realtube_push.app import run
 
     def on_ready(_: Services) -> None:
@@ -175,7 +200,7 @@ def _run(
             print(banner, flush=True)
 
     anyio.run(
-        lambda: run(settings, serve_http=serve_http, on_ready=on_ready, listen_fd=listen_fd),
+        lambda: run(settings, listener=listener, on_ready=on_ready),
         backend="asyncio",
         backend_options={"use_uvloop": _has_uvloop()},
     )
@@ -216,13 +241,7 @@ def _dev(settings: Settings, data_dir: Path, port: int | None) -> int:
         token = secrets.token_urlsafe(18)
         settings = settings.model_copy(update={"admin_token": SecretStr(token)})
         token_note = f"\n  admin token: {token}  (set ADMIN_TOKEN to choose your own)"
-    if "IP_HASH_SALT" not in os.environ:
-        salt_file = data_dir / "ip_hash_salt"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        if not salt_file.exists():
-            salt_file.write_text(secrets.token_hex(16))
-        settings = settings.model_copy(update={"ip_hash_salt": SecretStr(salt_file.read_text())})
-    with _dev_stack(settings, data_dir) as ready_settings:
+    with listen(settings) as listener, _dev_stack(settings, data_dir) as ready_settings:
         _migrate(ready_settings)
         base = f"http://{ready_settings.host}:{ready_settings.port}"
         banner = (
@@ -232,6 +251,8 @@ def _dev(settings: Settings, data_dir: Path, port: int | None) -> int:
         if ready_settings.web_concurrency > 1:
             from realtube_push.supervisor import run_children
 
-            return run_children(ready_settings, ready_settings.web_concurrency, banner=banner)
-        _run(ready_settings, serve_http=True, banner=banner)
+            return run_children(
+                ready_settings, ready_settings.web_concurrency, listener, banner=banner
+            )
+        _run(ready_settings, listener=listener, banner=banner)
     return 0

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # JSON lines, or human-readable ones; auto = human-readable when stdout is a terminal
+    log_format: Literal["auto", "json", "console"] = "auto"
     environment: Literal["development", "test", "production"] = "development"
     # server processes per instance (one core each); see supervisor.py
     web_concurrency: int = Field(1, ge=1, le=64)

@@ -1,52 +1,19 @@
-"""Logging (structlog, JSON lines) and Prometheus metrics.
+"""Prometheus metrics and the liveness facts ``/health/ready`` reports.
 
-Request log fields: timestamp, level, service, method, path, status,
-duration_ms, ip_hash, user_id_prefix, video_id. Raw IPs never reach a log line.
+Log lines are configured in ``realtube_push.logs``.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-SERVICE = "realtube-push"
-
 _log = structlog.get_logger("realtube.redis")
-
-
-def configure_logging(level: str) -> None:
-    """JSON lines on stdout, one per event, with an ISO UTC timestamp and the service name."""
-    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
-    for noisy in ("hypercorn.access", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-            _add_service,
-            structlog.processors.format_exc_info,
-            # orjson renders bytes straight for the bytes logger: one line per request is
-            # on the hot path
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.BytesLoggerFactory(),
-        cache_logger_on_first_use=True,
-    )
-
-
-def _add_service(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    event.setdefault("service", SERVICE)
-    return event
 
 
 @dataclass
@@ -79,6 +46,12 @@ class Metrics:
         )
         self.score_lag = Gauge(
             "realtube_score_worker_lag_seconds", "Age of the oldest queued video", registry=r
+        )
+        self.dependency_up = Gauge(
+            "realtube_dependency_up",
+            "1 while a dependency answered this instance's last check, else 0",
+            ["dependency"],
+            registry=r,
         )
         self.db_pool = Gauge(
             "realtube_db_pool_connections", "Database pool connections", ["state"], registry=r
@@ -177,6 +150,8 @@ class Status:
     started: float = field(default_factory=time.time)
     last_runs: dict[str, float] = field(default_factory=dict)
     sections: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    # set once the process is shutting down: /health/ready then answers 503 "draining"
+    draining: bool = False
 
     def mark_run(self, job: str) -> None:
         self.last_runs[job] = time.time()

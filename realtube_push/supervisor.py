@@ -32,14 +32,18 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_children(settings: Settings, count: int, *, banner: str | None = None) -> int:
-    """Start ``count`` ``serve`` children on one socket; returns the worst exit code."""
-    sock = listening_socket(settings.host, settings.port)
+def run_children(
+    settings: Settings, count: int, sock: socket.socket, *, banner: str | None = None
+) -> int:
+    """Start ``count`` ``serve`` children on the listening ``sock``; returns the worst exit
+    code. The children hold the socket from then on: the listener goes with the last of them."""
+    sock.set_inheritable(True)
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
         "REDIS_URL": settings.redis_url or "",
         "IP_HASH_SALT": settings.ip_hash_salt.get_secret_value(),
+        "EXPORT_DIR": str(settings.export_dir),
         "WEB_CONCURRENCY": "1",
     }
     if settings.admin_token is not None:
@@ -64,7 +68,7 @@ def run_children(settings: Settings, count: int, *, banner: str | None = None) -
         )
         for index in range(count)
     ]
-    sock.close()  # the children hold it now
+    sock.close()
 
     def forward(signum: int, _: FrameType | None) -> None:
         for child in children:

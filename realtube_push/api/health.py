@@ -40,13 +40,25 @@ async def _timed(check: Any) -> dict[str, Any]:
     return {"status": "up", "latency_ms": round((time.perf_counter() - start) * 1000, 2)}
 
 
+# What a Redis outage costs while this instance keeps serving from PostgreSQL.
+REDIS_DOWN_IMPACT = (
+    "Redis unreachable: votes, lookups and live delivery are served from PostgreSQL;"
+    " caches and rate limits are bypassed and live deltas arrive by polling the sync log"
+    " (up to twice LIVE_TAIL_CHECK_SECONDS late)"
+)
+
+
 @blueprint.get("/health/ready")
 @answers({200: ReadyOut, 503: ReadyOut})
 async def ready() -> tuple[dict[str, Any], int]:
-    """Dependencies reachable and background work alive; 503 when PostgreSQL or Redis is down."""
+    """Whether THIS instance can serve: 200 ``healthy``, or 200 ``degraded`` while Redis is
+    down (it serves from PostgreSQL; the redis check says what is lost); 503 ``unhealthy``
+    when PostgreSQL is down, and 503 ``draining`` once the instance is shutting down."""
     svc = services()
     database = await _timed(lambda: stats_store.ping(svc.pool))
     redis = await _timed(svc.redis.ping)
+    if redis["status"] != "up":
+        redis["impact"] = REDIS_DOWN_IMPACT
     checks: dict[str, Any] = {"database": database, "redis": redis}
     if svc.settings.run_workers:
         last = svc.status.last_runs.get("score_worker")
@@ -58,15 +70,22 @@ async def ready() -> tuple[dict[str, Any], int]:
         checks["score_worker"] = {"status": "external"}
     for name, section in svc.status.sections.items():
         checks[name] = section()
-    healthy = database["status"] == "up" and redis["status"] == "up"
+    if svc.status.draining:
+        status = "draining"
+    elif database["status"] != "up":
+        status = "unhealthy"
+    elif redis["status"] != "up":
+        status = "degraded"
+    else:
+        status = "healthy"
     body = {
-        "status": "healthy" if healthy else "unhealthy",
+        "status": status,
         "checks": checks,
         "uptime_seconds": round(time.time() - svc.status.started, 1),
         "version": __version__,
         "instance": svc.settings.instance_id,
     }
-    return body, 200 if healthy else 503
+    return body, 200 if status in ("healthy", "degraded") else 503
 
 
 @blueprint.get("/metrics")
@@ -78,10 +97,13 @@ async def metrics() -> Response:
     m.db_pool.labels("in_use").set(svc.pool.get_size() - svc.pool.get_idle_size())
     m.db_pool.labels("idle").set(svc.pool.get_idle_size())
     m.db_pool.labels("max").set(svc.pool.get_max_size())
+    redis = await _timed(svc.redis.ping)
+    m.dependency_up.labels("redis").set(1 if redis["status"] == "up" else 0)
     try:
         with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
             m.score_queue_depth.set(await score_store.queue_length(svc.pool))
             m.score_lag.set(await score_store.oldest_queued_age(svc.pool))
+        m.dependency_up.labels("database").set(1)
     except Exception:  # a scrape must still answer when the database does not
-        pass
+        m.dependency_up.labels("database").set(0)
     return Response(generate_latest(m.registry), content_type=CONTENT_TYPE_LATEST)

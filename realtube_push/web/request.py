@@ -7,14 +7,13 @@ client cannot spoof an address by sending the header itself.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 from collections.abc import Sequence
 
 from quart import current_app, g, has_websocket_context, request, websocket
 from quart.wrappers import BaseRequestWebsocket
 
+from realtube_push.logs import address_hash
 from realtube_push.services import Services
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -75,6 +74,6 @@ def ip_hash() -> str:
     cached: str | None = g.get("ip_hash")
     if cached is None:
         salt = services().settings.ip_hash_salt.get_secret_value().encode()
-        cached = hmac.new(salt, client_ip().encode(), hashlib.sha256).hexdigest()[:32]
+        cached = address_hash(salt, client_ip())
         g.ip_hash = cached
     return cached

@@ -9,6 +9,7 @@ import pytest
 
 from tests.support import ids, pg
 from tests.support.api import vote
+from tests.support.live import full_sync, sse_subscriber
 from tests.support.polling import eventually
 from tests.support.redis_server import own_redis
 from tests.support.shared import module_servers
@@ -97,19 +98,30 @@ def redis_of_our_own(tmp_path):
         yield redis
 
 
-async def test_ready_is_503_unhealthy_when_redis_is_down(servers, redis_of_our_own):
+async def test_ready_stays_200_degraded_while_redis_is_down_and_votes_and_live_deltas_go_on(
+    servers, redis_of_our_own
+):
     server = servers.start(REDIS_URL=redis_of_our_own.url)
-    async with httpx.AsyncClient(base_url=server.url) as client:
-        assert (await client.get("/health/ready")).status_code == 200
-        redis_of_our_own.stop()
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        assert (await client.get("/health/ready")).json()["status"] == "healthy"
+        async with sse_subscriber(server.url, await full_sync(client)) as live:
+            await live.until_frame("welcome")
+            redis_of_our_own.stop()
 
-        r = await client.get("/health/ready")
+            r = await client.get("/health/ready")
+            video = ids.video_id()
+            await vote(client, video)
 
-    assert r.status_code == 503
+            await live.wait_for(lambda: video in live.dataset.videos, within=15, what=video)
+        metrics = (await client.get("/metrics")).text
+
+    assert r.status_code == 200
     body = r.json()
-    assert body["status"] == "unhealthy"
+    assert body["status"] == "degraded"
     assert body["checks"]["redis"]["status"] == "down"
+    assert "served from PostgreSQL" in body["checks"]["redis"]["impact"]
     assert body["checks"]["database"]["status"] == "up"
+    assert 'realtube_dependency_up{dependency="redis"} 0.0' in metrics
 
 
 async def test_ready_is_503_unhealthy_when_the_database_is_down(servers, stack, database_url):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import secrets
 import socket
 import time
@@ -691,6 +692,5 @@ def server_errors(log: str) -> list[str]:
         for line in log.splitlines()
         if line.startswith(("Traceback", "Exception on"))
         or "[ERROR]" in line
-        or '"level": "error"' in line
-        or '"level": "critical"' in line
+        or re.search(r'"level": ?"(error|critical)"', line)
     ]
