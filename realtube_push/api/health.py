@@ -51,9 +51,10 @@ REDIS_DOWN_IMPACT = (
 @blueprint.get("/health/ready")
 @answers({200: ReadyOut, 503: ReadyOut})
 async def ready() -> tuple[dict[str, Any], int]:
-    """Whether THIS instance can serve: 200 ``healthy``, or 200 ``degraded`` while Redis is
-    down (it serves from PostgreSQL; the redis check says what is lost); 503 ``unhealthy``
-    when PostgreSQL is down, and 503 ``draining`` once the instance is shutting down."""
+    """Whether this instance can serve: 200 healthy or degraded, 503 unhealthy or draining.
+
+    ``degraded``: Redis is down and the instance serves from PostgreSQL (the redis check says
+    what is lost); ``unhealthy``: PostgreSQL is down; ``draining``: it is shutting down."""
     svc = services()
     database = await _timed(lambda: stats_store.ping(svc.pool))
     redis = await _timed(svc.redis.ping)

@@ -212,6 +212,8 @@ class DependencyCheck(BaseModel):
     status: Literal["up", "down"]
     latency_ms: float | None = None
     error: str | None = None
+    # Redis only, while it is down: what the instance does without it
+    impact: str | None = None
 
 
 class ScoreWorkerCheck(BaseModel):
@@ -245,9 +247,10 @@ class ReadyChecks(BaseModel):
 
 
 class ReadyOut(BaseModel):
-    """Readiness: ``healthy`` (200) or ``unhealthy`` (503, PostgreSQL or Redis down)."""
+    """Readiness of this instance: ``healthy`` or ``degraded`` (200, Redis down: served from
+    PostgreSQL), ``unhealthy`` (503, PostgreSQL down) or ``draining`` (503, shutting down)."""
 
-    status: Literal["healthy", "unhealthy"]
+    status: Literal["healthy", "degraded", "unhealthy", "draining"]
     checks: ReadyChecks
     uptime_seconds: float
     version: str
