@@ -15,6 +15,7 @@ from realtube_push.api.schemas import VoteDeleteIn, VoteIn
 from realtube_push.domain.ids import entity_hash
 from realtube_push.ratelimit import Limit
 from realtube_push.store import votes as vote_store
+from realtube_push.store.votes import NewVote
 from realtube_push.web.errors import ApiError
 from realtube_push.web.request import client_ip, ip_hash, services
 
@@ -47,18 +48,20 @@ async def cast(data: VoteIn) -> tuple[dict[str, Any], int]:
     await enforce_limit("votes", data.user_id, Limit(limit))
     await enforce_limit("votes-ip", client_ip(), Limit(limit * IP_VOTE_MULTIPLIER))
     video_hash = entity_hash(data.video_id)
+    vote = NewVote(
+        video_id=data.video_id,
+        video_hash=video_hash,
+        user_id=data.user_id,
+        category=data.category.value,
+        cast_at=data.cast_at(datetime.now(UTC)),
+        channel_id=data.channel_id,
+        channel_hash=entity_hash(data.channel_id) if data.channel_id else None,
+        ip_hash=ip_hash(),
+        user_agent=data.user_agent,
+    )
     async with svc.pool.acquire() as conn:
         outcome = await vote_store.cast_vote(
-            conn,
-            video_id=data.video_id,
-            video_hash=video_hash,
-            user_id=data.user_id,
-            category=data.category.value,
-            cast_at=data.cast_at(datetime.now(UTC)),
-            channel_id=data.channel_id,
-            channel_hash=entity_hash(data.channel_id) if data.channel_id else None,
-            ip_hash=ip_hash(),
-            user_agent=data.user_agent,
+            conn, vote, full_confidence_weight=svc.settings.full_confidence_weight
         )
     svc.metrics.votes.labels(str(outcome.applied).lower()).inc()
     if outcome.applied:

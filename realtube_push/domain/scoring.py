@@ -15,8 +15,8 @@ vote has weight.
 """
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 FULL_CONFIDENCE_WEIGHT: Final = 3.0
@@ -78,15 +78,50 @@ def score_video(
     weight at all every weightedScore is 0. ``categories`` is ordered by category name so
     the same votes always give the same output.
     """
+    categories: dict[str, CategoryVotes] = {}
+    for vote in votes:
+        tally = categories.setdefault(vote.category, CategoryVotes())
+        tally.votes += 1
+        tally.weights.append(vote.weight)
+    return score_categories(
+        categories,
+        vip_lock=any(vote.vip and vote.weight > 0 for vote in votes),
+        locked=locked,
+        current_score=current_score,
+        preliminary=preliminary,
+        full_confidence_weight=full_confidence_weight,
+    )
+
+
+@dataclass(slots=True)
+class CategoryVotes:
+    """One category's votes: how many (weightless ones included) and the weights that count.
+
+    A weightless vote may be left out of ``weights``: adding 0.0 changes no sum.
+    """
+
+    votes: int = 0
+    weights: list[float] = field(default_factory=list)
+
+
+def score_categories(
+    categories: Mapping[str, CategoryVotes],
+    *,
+    vip_lock: bool,
+    locked: bool = False,
+    current_score: float = 0.0,
+    preliminary: bool = False,
+    full_confidence_weight: float = FULL_CONFIDENCE_WEIGHT,
+) -> VideoScore:
+    """``score_video`` from votes already grouped by category (``vip_lock``: a counting VIP
+    vote is among them). For a store that groups in SQL: the sums are still taken here, so
+    the result is the one ``score_video`` gives for the same votes, to the last bit."""
     if full_confidence_weight <= 0:
         raise ValueError(f"full_confidence_weight must be positive, got {full_confidence_weight!r}")
 
-    weights: dict[str, list[float]] = {}
-    for vote in votes:
-        weights.setdefault(vote.category, []).append(vote.weight)
     # fsum is exact before its single rounding, so the order the store returns votes in
     # cannot change a score.
-    category_weights = {category: math.fsum(ws) for category, ws in weights.items()}
+    category_weights = {category: math.fsum(c.weights) for category, c in categories.items()}
     total_weight = math.fsum(category_weights.values())
     shares = {
         category: weight / total_weight * 100 if total_weight > 0 else 0.0
@@ -95,7 +130,7 @@ def score_video(
 
     if locked:
         score = current_score
-    elif any(vote.vip and vote.weight > 0 for vote in votes):
+    elif vip_lock:
         score, locked = VIP_LOCK_SCORE, True
     else:
         confidence = min(1.0, total_weight / full_confidence_weight)
@@ -107,11 +142,11 @@ def score_video(
         score=round(score, 1),
         categories={
             category: CategoryTally(
-                votes=len(weights[category]), weighted_score=round(shares[category], 1)
+                votes=categories[category].votes, weighted_score=round(shares[category], 1)
             )
-            for category in sorted(weights)
+            for category in sorted(categories)
         },
-        total_votes=len(votes),
+        total_votes=sum(c.votes for c in categories.values()),
         locked=locked,
     )
 

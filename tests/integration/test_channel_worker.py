@@ -11,7 +11,7 @@ import pytest
 from realtube_push.domain.ids import entity_hash
 from realtube_push.services import Services
 from realtube_push.store import channels as channel_store
-from realtube_push.store.votes import cast_vote
+from realtube_push.store.votes import NewVote, cast_vote
 from realtube_push.workers import channels as channel_worker
 from realtube_push.workers import score
 
@@ -209,15 +209,17 @@ async def test_channel_score_follows_its_videos_votes(svc: Services) -> None:
             for user in voters:
                 await cast_vote(
                     conn,
-                    video_id=f"vid{v}",
-                    video_hash=entity_hash(f"vid{v}"),
-                    user_id=user,
-                    category="fully_ai",
-                    cast_at=datetime.now(UTC),
-                    channel_id="UCvoted",
-                    channel_hash=entity_hash("UCvoted"),
-                    ip_hash=None,
-                    user_agent=None,
+                    NewVote(
+                        video_id=f"vid{v}",
+                        video_hash=entity_hash(f"vid{v}"),
+                        user_id=user,
+                        category="fully_ai",
+                        cast_at=datetime.now(UTC),
+                        channel_id="UCvoted",
+                        channel_hash=entity_hash("UCvoted"),
+                        ip_hash=None,
+                        user_agent=None,
+                    ),
                 )
     await score.drain(svc)
     assert await channel_store.queue_length(svc.pool) == 1

@@ -67,15 +67,17 @@ async def seeded(database_url: str) -> Seeded:
                 seed.ip_hashes.append(ip)
                 await vote_store.cast_vote(
                     conn,
-                    video_id=video,
-                    video_hash=entity_hash(video),
-                    user_id=user,
-                    category=["fully_ai", "ai_voiceover", "ai_visuals"][n],
-                    cast_at=datetime.now(UTC),
-                    channel_id=seed.channel,
-                    channel_hash=entity_hash(seed.channel),
-                    ip_hash=ip,
-                    user_agent=seed.user_agent,
+                    vote_store.NewVote(
+                        video_id=video,
+                        video_hash=entity_hash(video),
+                        user_id=user,
+                        category=["fully_ai", "ai_voiceover", "ai_visuals"][n],
+                        cast_at=datetime.now(UTC),
+                        channel_id=seed.channel,
+                        channel_hash=entity_hash(seed.channel),
+                        ip_hash=ip,
+                        user_agent=seed.user_agent,
+                    ),
                 )
         await conn.execute(
             "UPDATE users SET is_shadowbanned = true WHERE user_id = $1", seed.banned_user

@@ -15,7 +15,7 @@ from realtube_push import fullblob
 from realtube_push.domain.ids import entity_hash
 from realtube_push.services import Services
 from realtube_push.store import fullblob as blob_store
-from realtube_push.store.votes import cast_vote
+from realtube_push.store.votes import NewVote, cast_vote
 from realtube_push.workers import score
 
 pytestmark = pytest.mark.anyio
@@ -35,15 +35,17 @@ async def flag(svc: Services, video_id: str, category: str = "fully_ai", voters:
         for user in VOTERS[:voters]:
             await cast_vote(
                 conn,
-                video_id=video_id,
-                video_hash=entity_hash(video_id),
-                user_id=user,
-                category=category,
-                cast_at=datetime.now(UTC),
-                channel_id="UCblob",
-                channel_hash=entity_hash("UCblob"),
-                ip_hash=None,
-                user_agent=None,
+                NewVote(
+                    video_id=video_id,
+                    video_hash=entity_hash(video_id),
+                    user_id=user,
+                    category=category,
+                    cast_at=datetime.now(UTC),
+                    channel_id="UCblob",
+                    channel_hash=entity_hash("UCblob"),
+                    ip_hash=None,
+                    user_agent=None,
+                ),
             )
     await score.drain(svc)
 

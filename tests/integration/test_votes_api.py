@@ -8,7 +8,10 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import ids
+from realtube_push.store import admin as admin_store
+from realtube_push.workers import score
+from tests.support import ids, pg, scoring, votes
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -31,6 +34,80 @@ async def test_vote_is_acknowledged_with_score_trust_and_applied(server):
     assert body["applied"] is True
     assert body["userTrust"] == pytest.approx(0.25)
     assert isinstance(body["newScore"], float | int)
+
+
+async def settled_score(client: httpx.AsyncClient, database_url: str, video: str) -> float:
+    """The video's score as ``GET /api/videos?videoId=`` shows it once the worker is done."""
+    await eventually(lambda: pg.scored(database_url, [video]), what="video scored")
+    r = await client.get("/api/videos", params={"videoId": video})
+    assert r.status_code == 200, r.text
+    return float(r.json()["score"])
+
+
+async def test_first_vote_on_a_new_video_replies_the_score_it_settles_at(server, database_url):
+    video = ids.video_id()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        r = await vote(client, videoId=video, category="fully_ai", userId=ids.user_id())
+        shown = await settled_score(client, database_url, video)
+
+    assert shown > 0
+    assert r.json()["newScore"] == shown
+
+
+async def test_vote_changing_the_category_replies_the_score_it_settles_at(server, database_url):
+    video, first, second = ids.video_id(), ids.user_id(), ids.user_id()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        await vote(client, videoId=video, category="fully_ai", userId=first)
+        await vote(client, videoId=video, category="fully_ai", userId=second)
+        before = await settled_score(client, database_url, video)
+        r = await vote(client, videoId=video, category="ai_voiceover", userId=second)
+        shown = await settled_score(client, database_url, video)
+
+    assert shown != before  # 100 % of the weight on one category became 50 %
+    assert r.json()["newScore"] == shown
+
+
+async def test_vote_on_a_locked_video_replies_the_locked_score(server, database_url):
+    video = ids.video_id()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        await vote(client, videoId=video, category="fully_ai", userId=ids.user_id())
+        locked_at = await settled_score(client, database_url, video)
+        conn = await asyncpg.connect(database_url)
+        try:
+            await admin_store.set_video_flag(
+                conn, video, flag="locked", value=True, action="lock", reason="test"
+            )
+        finally:
+            await conn.close()
+        await settled_score(client, database_url, video)
+        r = await vote(client, videoId=video, category="fully_ai", userId=ids.user_id())
+        shown = await settled_score(client, database_url, video)
+
+    assert shown == locked_at  # two votes would score 16.7: the lock holds the score
+    assert r.json()["newScore"] == shown
+
+
+async def test_reply_score_weighs_banned_voters_and_vip_locks_as_the_worker_does(services):
+    video, banned, kept, vip = ids.video_id(), ids.user_id(), ids.user_id(), ids.user_id()
+    await votes.cast(services.pool, video, banned)
+    await votes.cast(services.pool, video, kept)
+    await score.drain(services)
+    await services.pool.execute(
+        "UPDATE users SET is_shadowbanned = true WHERE user_id = $1", banned
+    )
+
+    changed = await votes.cast(services.pool, video, ids.user_id(), "ai_voiceover")
+    await score.drain(services)
+    after_ban = (await scoring.stored(services.pool, [video]))[video].score
+    await services.pool.execute(
+        "INSERT INTO users (user_id, trust_score, is_vip) VALUES ($1, 0.5, true)", vip
+    )
+    locking = await votes.cast(services.pool, video, vip, "ai_visuals")
+    await score.drain(services)
+    after_vip = (await scoring.stored(services.pool, [video]))[video].score
+
+    assert changed.video_score == after_ban == 8.3  # the banned vote weighs 0: 50 % x 0.5 / 3
+    assert locking.video_score == after_vip == 95.0
 
 
 async def test_voting_again_changes_the_category_and_never_stacks(server, database_url):

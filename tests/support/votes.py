@@ -25,15 +25,17 @@ async def cast(
     async with db.acquire() as conn:
         return await vote_store.cast_vote(
             conn,
-            video_id=video_id,
-            video_hash=entity_hash(video_id),
-            user_id=user_id,
-            category=category,
-            cast_at=cast_at or datetime.now(UTC),
-            channel_id=channel_id,
-            channel_hash=entity_hash(channel_id) if channel_id else None,
-            ip_hash=None,
-            user_agent=None,
+            vote_store.NewVote(
+                video_id=video_id,
+                video_hash=entity_hash(video_id),
+                user_id=user_id,
+                category=category,
+                cast_at=cast_at or datetime.now(UTC),
+                channel_id=channel_id,
+                channel_hash=entity_hash(channel_id) if channel_id else None,
+                ip_hash=None,
+                user_agent=None,
+            ),
         )
 
 
@@ -45,15 +47,17 @@ async def cast_on_fresh_users(database_url: str, videos: list[str]) -> None:
         for video in videos:
             await vote_store.cast_vote(
                 conn,
-                video_id=video,
-                video_hash=entity_hash(video),
-                user_id=secrets.token_hex(32),
-                category="fully_ai",
-                cast_at=datetime.now(UTC),
-                channel_id=None,
-                channel_hash=None,
-                ip_hash=None,
-                user_agent=None,
+                vote_store.NewVote(
+                    video_id=video,
+                    video_hash=entity_hash(video),
+                    user_id=secrets.token_hex(32),
+                    category="fully_ai",
+                    cast_at=datetime.now(UTC),
+                    channel_id=None,
+                    channel_hash=None,
+                    ip_hash=None,
+                    user_agent=None,
+                ),
             )
     finally:
         await conn.close()
