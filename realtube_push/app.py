@@ -182,6 +182,7 @@ async def run(
                 for worker in BACKGROUND_WORKERS:
                     tg.start_soon(worker, svc)
             if listener is not None:
+                await tg.start(svc.votes.run)
                 tg.start_soon(partial(svc.hub.run, sweep_seconds=_sweep_seconds(settings)))
                 tg.start_soon(BusSubscriber(svc, svc.hub).run)
                 tg.start_soon(live_admin.publish_stats, svc)

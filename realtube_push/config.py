@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(2, ge=1)
     db_pool_max: int = Field(10, ge=1)
 
+    # Votes arriving within this many ms are committed together (0: one transaction each),
+    # at most vote_batch_max to a transaction, vote_batch_concurrency transactions at a time.
+    vote_batch_ms: int = Field(5, ge=0, le=1000)
+    vote_batch_max: int = Field(200, ge=1, le=5000)
+    vote_batch_concurrency: int = Field(2, ge=1)
+
     run_workers: bool = True
     score_debounce_ms: int = Field(100, ge=0)
     score_poll_seconds: float = Field(1.0, gt=0)
@@ -124,6 +130,8 @@ class Settings(BaseSettings):
             raise ValueError("IP_HASH_SALT must be set in production (IP hashes must be stable)")
         if self.db_pool_max < self.db_pool_min:
             raise ValueError("DB_POOL_MAX must be >= DB_POOL_MIN")
+        if self.vote_batch_concurrency > self.db_pool_max:
+            raise ValueError("VOTE_BATCH_CONCURRENCY must be <= DB_POOL_MAX")
         return self
 
     @cached_property

@@ -38,6 +38,17 @@ class Metrics:
             registry=r,
         )
         self.votes = Counter("realtube_votes_total", "Votes received", ["applied"], registry=r)
+        self.vote_batch_size = Histogram(
+            "realtube_vote_batch_size",
+            "Votes committed per batch transaction (VOTE_BATCH_MS > 0)",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.vote_batches_retried = Counter(
+            "realtube_vote_batches_retried_total",
+            "Vote batches that failed and were retried vote by vote",
+            registry=r,
+        )
         self.cache = Counter(
             "realtube_cache_requests_total", "Redis cache lookups", ["result"], registry=r
         )

@@ -21,6 +21,7 @@ from realtube_push.observability import Metrics, RedisOutage, Status
 from realtube_push.publisher import Publisher
 from realtube_push.ratelimit import RateLimiter
 from realtube_push.store import db
+from realtube_push.vote_writer import VoteWriter
 
 
 class ServiceUnavailable(RuntimeError):
@@ -42,6 +43,7 @@ class Services:
     metrics: Metrics
     status: Status
     redis_outage: RedisOutage
+    votes: VoteWriter
 
 
 def redis_client(url: str) -> Redis:
@@ -92,6 +94,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             status=Status(),
             redis_outage=outage,
+            votes=VoteWriter(pool, settings, metrics),
         )
     finally:
         await redis.aclose()

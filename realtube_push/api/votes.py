@@ -59,10 +59,7 @@ async def cast(data: VoteIn) -> tuple[dict[str, Any], int]:
         ip_hash=ip_hash(),
         user_agent=data.user_agent,
     )
-    async with svc.pool.acquire() as conn:
-        outcome = await vote_store.cast_vote(
-            conn, vote, full_confidence_weight=svc.settings.full_confidence_weight
-        )
+    outcome = await svc.votes.cast(vote)
     svc.metrics.votes.labels(str(outcome.applied).lower()).inc()
     if outcome.applied:
         # the vote is durable now: Redis trouble must not answer it with a 500 (the client

@@ -17,8 +17,16 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def server(servers):
-    return servers.start()
+def server(servers, request):
+    """A server; a test marked ``on_both_vote_paths`` gets one per VOTE_BATCH_MS."""
+    window = getattr(request, "param", None)
+    return servers.start(**({} if window is None else {"VOTE_BATCH_MS": window}))
+
+
+# each vote its own transaction, and votes committed in batches
+on_both_vote_paths = pytest.mark.parametrize(
+    "server", ["0", "5"], ids=["one_transaction_each", "batched"], indirect=True
+)
 
 
 async def vote(client: httpx.AsyncClient, **body: object) -> httpx.Response:
@@ -44,6 +52,7 @@ async def settled_score(client: httpx.AsyncClient, database_url: str, video: str
     return float(r.json()["score"])
 
 
+@on_both_vote_paths
 async def test_first_vote_on_a_new_video_replies_the_score_it_settles_at(server, database_url):
     video = ids.video_id()
     async with httpx.AsyncClient(base_url=server.url) as client:
@@ -54,6 +63,7 @@ async def test_first_vote_on_a_new_video_replies_the_score_it_settles_at(server,
     assert r.json()["newScore"] == shown
 
 
+@on_both_vote_paths
 async def test_vote_changing_the_category_replies_the_score_it_settles_at(server, database_url):
     video, first, second = ids.video_id(), ids.user_id(), ids.user_id()
     async with httpx.AsyncClient(base_url=server.url) as client:
@@ -67,6 +77,7 @@ async def test_vote_changing_the_category_replies_the_score_it_settles_at(server
     assert r.json()["newScore"] == shown
 
 
+@on_both_vote_paths
 async def test_vote_on_a_locked_video_replies_the_locked_score(server, database_url):
     video = ids.video_id()
     async with httpx.AsyncClient(base_url=server.url) as client:
@@ -110,6 +121,7 @@ async def test_reply_score_weighs_banned_voters_and_vip_locks_as_the_worker_does
     assert locking.video_score == after_vip == 95.0
 
 
+@on_both_vote_paths
 async def test_voting_again_changes_the_category_and_never_stacks(server, database_url):
     video, user = ids.video_id(), ids.user_id()
     async with httpx.AsyncClient(base_url=server.url) as client:
@@ -131,6 +143,7 @@ async def test_voting_again_changes_the_category_and_never_stacks(server, databa
     assert total == 1
 
 
+@on_both_vote_paths
 async def test_older_queued_vote_is_acknowledged_but_not_applied(server, database_url):
     video, user = ids.video_id(), ids.user_id()
     now = datetime.now(UTC)
