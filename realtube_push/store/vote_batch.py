@@ -28,6 +28,7 @@ import asyncpg
 
 from realtube_push.domain.scoring import FULL_CONFIDENCE_WEIGHT, score_categories
 from realtube_push.domain.trust import NEW_ACCOUNT_TRUST, vote_weight
+from realtube_push.store.db import Connection
 from realtube_push.store.votes import (
     TALLY_COUNTED,
     VOTER_BANNED,
@@ -104,7 +105,7 @@ _Key = tuple[str, str]  # (video_id, user_id)
 
 
 async def cast_votes(
-    conn: asyncpg.Connection,
+    conn: Connection,
     votes: Sequence[NewVote],
     *,
     full_confidence_weight: float = FULL_CONFIDENCE_WEIGHT,
