@@ -4,7 +4,8 @@ With ``VOTE_BATCH_MS`` = 0 every vote is one transaction (``store.votes.cast_vot
 0, a vote waits at most that long for others: the votes gathered are committed together by
 ``store.vote_batch.cast_votes``, at most ``VOTE_BATCH_MAX`` to a transaction and at most
 ``VOTE_BATCH_CONCURRENCY`` transactions at a time (while they all run, votes keep
-gathering, so batches grow with the load instead of queueing behind one another).
+gathering, so batches grow with the load instead of queueing behind one another). A vote
+that found no company takes the single-vote path.
 
 Promises:
 - ``cast`` returns only once the vote is committed (durable), whichever way it went;
@@ -128,6 +129,9 @@ class VoteWriter:
     async def _commit(self, batch: Sequence[_Waiting], slots: anyio.Semaphore) -> None:
         try:
             self._metrics.vote_batch_size.observe(len(batch))
+            if len(batch) == 1:  # nobody came along: the single-vote path, a round trip fewer
+                await self._one_by_one(batch)
+                return
             try:
                 async with self._pool.acquire() as conn:
                     outcomes = await vote_batch.cast_votes(
@@ -136,7 +140,7 @@ class VoteWriter:
             except Exception as exc:  # whatever it was, each vote gets a chance of its own
                 log.warning("vote_batch_failed", votes=len(batch), error=type(exc).__name__)
                 self._metrics.vote_batches_retried.inc()
-                await self._retry_one_by_one(batch)
+                await self._one_by_one(batch)
             else:
                 for waiting, outcome in zip(batch, outcomes, strict=True):
                     waiting.finish(outcome)
@@ -146,11 +150,12 @@ class VoteWriter:
                 if not waiting.done.is_set():
                     waiting.finish(None, VoteWriterStopped("the server is shutting down"))
 
-    async def _retry_one_by_one(self, batch: Sequence[_Waiting]) -> None:
+    async def _one_by_one(self, batch: Sequence[_Waiting]) -> None:
+        """Each vote in a transaction of its own; a failure is that vote's alone."""
         for waiting in batch:
             try:
                 waiting.finish(await self._cast_one(waiting.vote))
-            except Exception as exc:  # this vote's own failure, answered to its caller
+            except Exception as exc:  # answered to this vote's caller
                 waiting.finish(None, exc)
 
     async def _cast_one(self, vote: NewVote) -> VoteOutcome:
