@@ -42,7 +42,7 @@ from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.events import Event, Updated
-from hypercorn.typing import AppWrapper, ASGIFramework
+from hypercorn.typing import AppWrapper, ASGIFramework, LifespanState
 from hypercorn.utils import wrap_app
 
 log = structlog.get_logger("realtube.http")
@@ -70,8 +70,18 @@ _SYN_FILTER = (
 class Connection(TCPServer):
     """Hypercorn's connection, closing when idle as the drain needs (module docstring)."""
 
-    def __init__(self, draining: asyncio.Event, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        draining: asyncio.Event,
+        app: AppWrapper,
+        loop: asyncio.AbstractEventLoop,
+        config: Config,
+        context: WorkerContext,
+        state: LifespanState,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        super().__init__(app, loop, config, context, state, reader, writer)
         self._draining = draining
         # a new connection counts as idle since it opened: its first request gets the grace
         self._idle_since = self.loop.time()
