@@ -49,6 +49,7 @@ from realtube_push.push import admin as live_admin
 from realtube_push.push import sse, ws
 from realtube_push.push.bus import BusSubscriber
 from realtube_push.push.context import LiveServices, live_readiness
+from realtube_push.push.herd import HerdSpread
 from realtube_push.push.hub import Hub
 from realtube_push.ratelimit import Verdict
 from realtube_push.services import Services, open_services
@@ -217,6 +218,14 @@ def compose(svc: Services) -> LiveServices:
         metrics=svc.metrics,
         pause_factor=settings.live_fanout_pause_factor,
         max_pause_seconds=settings.live_fanout_max_pause_ms / 1000,
+        reconnect_spread=HerdSpread(
+            rate=settings.live_reconnect_rate,
+            min_ms=settings.live_reconnect_delay_ms,
+            max_ms=settings.live_reconnect_max_window_ms,
+        ),
+        resync_spread=HerdSpread(
+            rate=settings.live_resync_rate, min_ms=0, max_ms=settings.live_resync_max_window_ms
+        ),
     )
     live = LiveServices.around(svc, hub)
     live.status.sections["live"] = partial(live_readiness, live)
@@ -235,10 +244,7 @@ async def _leave_on_stop(svc: LiveServices, stop: anyio.Event) -> None:
     drains (http_server.py)."""
     await stop.wait()
     svc.status.draining = True
-    await svc.hub.shutdown(
-        retry_ms=svc.settings.live_reconnect_delay_ms,
-        wait_seconds=min(5.0, svc.settings.shutdown_grace_seconds),
-    )
+    await svc.hub.shutdown(wait_seconds=min(5.0, svc.settings.shutdown_grace_seconds))
 
 
 async def _watch_signals(stop: anyio.Event) -> None:

@@ -85,7 +85,14 @@ class Settings(BaseSettings):
     live_replay_max: int = Field(50_000, ge=100)
     live_tail_check_seconds: float = Field(1.0, gt=0)
     live_send_timeout_seconds: float = Field(15.0, gt=0)
+    # herds: clients sent away together (shutdown: reconnect; epoch change: resync) are
+    # told to wait a delay drawn over connections / RATE seconds (push/herd.py): at least
+    # LIVE_RECONNECT_DELAY_MS for a reconnect, at most the MAX_WINDOW
     live_reconnect_delay_ms: int = Field(1000, ge=0)
+    live_reconnect_rate: float = Field(500.0, gt=0)
+    live_reconnect_max_window_ms: int = Field(30_000, ge=0)
+    live_resync_rate: float = Field(500.0, gt=0)
+    live_resync_max_window_ms: int = Field(30_000, ge=0)
     live_empty_flush_seconds: float = Field(1.0, gt=0)
     # fan-out pacing: after a pass over the sessions, wait factor x its duration (at most
     # max_pause) so what arrives meanwhile leaves as one frame: lower = less latency, more CPU

@@ -96,6 +96,25 @@ class Metrics:
         self.live_backfills = Counter(
             "realtube_live_backfills_total", "Bus gaps filled from the log", registry=r
         )
+        self.live_replay_pages = Counter(
+            "realtube_live_replay_pages_total",
+            "Replay pages sent to resuming clients, by where their deltas came from: shared"
+            " (read for another client moments before), redis (recent store), postgres",
+            ["source"],
+            registry=r,
+        )
+        self.live_replay_frames = Counter(
+            "realtube_live_replay_frames_total",
+            "Replay frames sent, built (filtered and encoded) or shared with another client",
+            ["result"],
+            registry=r,
+        )
+        self.live_position_reads = Counter(
+            "realtube_live_position_reads_total",
+            "Sync-log position reads made for live handshakes (shared by the handshakes"
+            " waiting at the time)",
+            registry=r,
+        )
         self.redis_failures = Counter(
             "realtube_redis_failures_total",
             "Redis calls that failed while the service went on without Redis, by what they were"

@@ -45,17 +45,26 @@ def logged_to_deltas(rows: list[LoggedDelta]) -> list[Delta]:
 
 
 async def read_range(svc: Services, epoch: str, after: int, upto: int) -> list[Delta]:
-    """Deltas ``after < seq <= upto`` of ``epoch``: from Redis when it holds the whole range
-    (recent store of the same epoch, no hole), else from the PostgreSQL sync log."""
+    """Deltas ``after < seq <= upto`` of ``epoch`` (see ``read_range_from``)."""
+    deltas, _ = await read_range_from(svc, epoch, after, upto)
+    return deltas
+
+
+async def read_range_from(
+    svc: Services, epoch: str, after: int, upto: int
+) -> tuple[list[Delta], str]:
+    """Deltas ``after < seq <= upto`` of ``epoch`` and where they came from (``"redis"`` or
+    ``"postgres"``): from Redis when it holds the whole range (recent store of the same epoch,
+    no hole), else from the PostgreSQL sync log. ``LookupError`` when the log lacks some."""
     if upto <= after:
-        return []
+        return [], "redis"
     try:
         # the client returns bytes (no decode_responses): the epoch, and the members as packed
         recent_epoch = await svc.redis.get(svc.keys.recent_epoch)
         if recent_epoch == epoch.encode():
             members = await svc.redis.zrangebyscore(svc.keys.recent_deltas, after + 1, upto)
             if len(members) == upto - after:
-                return unpack_deltas(cast("list[bytes]", members))
+                return unpack_deltas(cast("list[bytes]", members)), "redis"
     except RedisError as exc:
         svc.redis_outage.failed("recent_store", exc)
     else:
@@ -63,7 +72,7 @@ async def read_range(svc: Services, epoch: str, after: int, upto: int) -> list[D
     rows = await synclog.read_after(svc.pool, after, limit=upto - after, upto=upto)
     if len(rows) != upto - after:
         raise LookupError(f"sync log lacks seqs {after + 1}..{upto}")
-    return logged_to_deltas(rows)
+    return logged_to_deltas(rows), "postgres"
 
 
 class BusSubscriber:

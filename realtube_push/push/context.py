@@ -11,20 +11,30 @@ from typing import Any
 
 from realtube_push.observability import Metrics
 from realtube_push.push.hub import Hub
+from realtube_push.push.position import LogPosition
+from realtube_push.push.replay import ReplayCache
 from realtube_push.services import Services
 from realtube_push.web.request import services
 
 
 @dataclass
 class LiveServices(Services):
-    """``Services`` and the hub that fans this process's live sessions out."""
+    """``Services``, the hub that fans this process's live sessions out, and what the
+    handshakes of resuming clients share (the log's position, replay pages)."""
 
     hub: Hub
+    log_position: LogPosition
+    replay_cache: ReplayCache
 
     @classmethod
     def around(cls, svc: Services, hub: Hub) -> LiveServices:
         """``svc``'s resources (the same objects, not copies) with ``hub``."""
-        return cls(**{f.name: getattr(svc, f.name) for f in fields(svc)}, hub=hub)
+        return cls(
+            **{f.name: getattr(svc, f.name) for f in fields(svc)},
+            hub=hub,
+            log_position=LogPosition(svc.pool, svc.metrics),
+            replay_cache=ReplayCache(svc),
+        )
 
 
 def live_services() -> LiveServices:

@@ -13,12 +13,14 @@ Promises:
 - after a pass the hub pauses in proportion to its cost (``pause_factor``): batches
   arriving meanwhile leave as one frame, so more sessions mean fewer, larger frames
   rather than a growing queue, and the fan-out leaves the event loop time for the rest;
-- an epoch change (the log was reset) makes every session resync.
+- an epoch change (the log was reset) makes every session resync, each told to wait a
+  delay drawn over a window that grows with the number of sessions (``resync_spread``), and
+  a shutdown sends every session away the same way (``reconnect_spread``): the herd comes
+  back spread out, not in one instant.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter, deque
 from functools import partial
@@ -30,6 +32,7 @@ import structlog
 from realtube_push.observability import Metrics
 from realtube_push.push import protocol
 from realtube_push.push.frames import Batch, Frame, frame_for, merge_batches
+from realtube_push.push.herd import HerdSpread
 from realtube_push.push.protocol import Subscription
 from realtube_push.push.session import Backlog, Session
 
@@ -37,6 +40,9 @@ log = structlog.get_logger("realtube.hub")
 
 BUSY_FRACTION = 10  # "most sessions busy" = more than one in ten with frames waiting
 PASS_CHUNK = 100  # sessions offered a frame between two yields (the loop's latency: ~2 ms)
+# the settings' defaults (LIVE_RECONNECT_*, LIVE_RESYNC_*)
+RECONNECT_SPREAD = HerdSpread(rate=500, min_ms=1000, max_ms=30_000)
+RESYNC_SPREAD = HerdSpread(rate=500, min_ms=0, max_ms=30_000)
 
 
 class Hub:
@@ -50,8 +56,12 @@ class Hub:
         metrics: Metrics | None = None,
         pause_factor: float = 2.0,
         max_pause_seconds: float = 0.15,
+        reconnect_spread: HerdSpread = RECONNECT_SPREAD,
+        resync_spread: HerdSpread = RESYNC_SPREAD,
     ) -> None:
         self.instance = instance
+        self.reconnect_spread = reconnect_spread
+        self.resync_spread = resync_spread
         self.pause_factor = pause_factor
         self.max_pause_seconds = max_pause_seconds
         self.metrics = metrics
@@ -77,8 +87,9 @@ class Hub:
         """Start (or restart after an epoch change) at ``(epoch, seq)``."""
         if self.epoch and epoch != self.epoch:
             log.warning("epoch_changed", old=self.epoch, new=epoch)
-            for session in list(self.sessions):
-                session.resync("epoch")
+            sessions = list(self.sessions)
+            for session in sessions:
+                session.resync("epoch", retry_after_ms=self.resync_spread.draw_ms(len(sessions)))
         self._history.clear()
         self.epoch, self.seq, self._fanned_to = epoch, seq, seq
 
@@ -248,11 +259,14 @@ class Hub:
             return None
         return merge_batches(batches).after(position)
 
-    async def shutdown(self, *, retry_ms: int, wait_seconds: float) -> None:
-        """Tell every session to reconnect elsewhere, then wait (bounded) for them to go."""
+    async def shutdown(self, *, wait_seconds: float) -> None:
+        """Tell every session to reconnect elsewhere, each after its own delay drawn over
+        the ``reconnect_spread`` window for this many sessions, then wait (bounded) for
+        them to go."""
         self.accepting = False
-        for session in list(self.sessions):
-            delay = random.randint(retry_ms // 2, retry_ms) if retry_ms else 0
+        sessions = list(self.sessions)
+        for session in sessions:
+            delay = self.reconnect_spread.draw_ms(len(sessions))
             session.finish(
                 protocol.reconnect(reason="shutdown", retry_after_ms=delay), protocol.CLOSE_RESTART
             )

@@ -176,8 +176,14 @@ def deltas(
     }
 
 
-def resync(*, epoch: str, seq: int, reason: str) -> dict[str, Any]:
-    return {"t": "resync", "epoch": epoch, "seq": seq, "reason": reason}
+def resync(*, epoch: str, seq: int, reason: str, retry_after_ms: int = 0) -> dict[str, Any]:
+    return {
+        "t": "resync",
+        "epoch": epoch,
+        "seq": seq,
+        "reason": reason,
+        "retryAfterMs": retry_after_ms,
+    }
 
 
 def reconnect(*, reason: str, retry_after_ms: int) -> dict[str, Any]:

@@ -269,14 +269,20 @@ class Session:
             return self._sink.congested()
         return self.sending_since is not None
 
-    def resync(self, reason: str) -> None:
-        """Drop the backlog and end the session with a resync notice."""
+    def resync(self, reason: str, *, retry_after_ms: int = 0) -> None:
+        """Drop the backlog and end the session with a resync notice (the client waits
+        ``retry_after_ms`` before its full sync: the server spreads a herd of them)."""
         if self._final is None:
             self._queue.clear()
             self._recount()
             self.resync_reason = reason
             self._final = (
-                protocol.resync(epoch=self.epoch, seq=self.sent_to, reason=reason),
+                protocol.resync(
+                    epoch=self.epoch,
+                    seq=self.sent_to,
+                    reason=reason,
+                    retry_after_ms=retry_after_ms,
+                ),
                 protocol.CLOSE_RESYNC,
             )
             self.closing = True

@@ -398,7 +398,7 @@ async def test_a_graceful_shutdown_says_reconnect_through_nginx_and_the_client_r
     notice = first.frames[-1]
     assert notice["t"] == "reconnect", first.summary()
     assert notice["reason"] == "shutdown"
-    assert 25 <= notice["retryAfterMs"] <= 50
+    assert 0 <= notice["retryAfterMs"] <= 50  # one client: the shortest window, 50 ms
     if transport == "ws":
         assert first.close_code == 1012
     else:
