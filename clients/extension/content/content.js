@@ -1,0 +1,1 @@
+// Placeholder until the content script lands: finds tiles, asks the worker, hides or blurs.

@@ -1,0 +1,1 @@
+// Placeholder until the content script lands: the YouTube DOM selectors module.
