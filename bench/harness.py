@@ -146,3 +146,96 @@ def percentile(values: list[float], q: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to ``pid`` and its children at once (a crash: nobody is told)."""
+    for member in reversed(process_tree(pid)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, sig)
+
+
+class PeakRss:
+    """The largest RSS (KiB) of a process tree, sampled every ``interval`` s by a thread
+    (the sampling must go on while the event loop under test is busy)."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        import threading
+
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                self.peak = max(self.peak, rss_kib(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def scrape_metrics(url: str) -> dict[str, float]:
+    """The server's ``/metrics``: every sample, keyed by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return samples
+
+
+def counter_deltas(before: dict[str, float], after: dict[str, float], pattern: str) -> dict:
+    """Counters (``*_total``) matching ``pattern`` that changed between two scrapes."""
+    import re
+
+    wanted = re.compile(pattern)
+    return {
+        name: round(value - before.get(name, 0.0), 3)
+        for name, value in after.items()
+        if "_total" in name and wanted.search(name) and value != before.get(name, 0.0)
+    }
+
+
+PG_ACTIVITY = """
+SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database
+          WHERE datname = current_database()) AS transactions,
+       (SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_user_tables
+          WHERE relname = 'sync_cache') AS log_reads,
+       (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()))
+          AS statements
+"""
+PG_ACTIVITY_NO_PGSS = PG_ACTIVITY.replace(
+    "(SELECT coalesce(sum(calls), 0) FROM pg_stat_statements\n"
+    "          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+    "NULL",
+)
+
+
+async def pg_activity(database_url: str) -> dict[str, float]:
+    """Cumulative PostgreSQL activity of the database: transactions (each statement outside
+    a transaction is one), statements when ``pg_stat_statements`` is loaded (else None), and
+    reads of the sync log (scans of ``sync_cache``). Backends report within ~1 s of going
+    idle: read after a pause of that length."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        has_pgss = await conn.fetchval(
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"
+        )
+        row = await conn.fetchrow(PG_ACTIVITY if has_pgss else PG_ACTIVITY_NO_PGSS)
+        return {k: (float(v) if v is not None else float("nan")) for k, v in row.items()}
+    finally:
+        await conn.close()

@@ -104,7 +104,8 @@ class Subscriber(asyncio.Protocol):
             if end < 0:
                 return
             if not self.buffer.startswith(b"HTTP/1.1 101"):
-                raise ConnectionError(bytes(self.buffer[:200]).decode(errors="replace"))
+                self.handshake_refused(bytes(self.buffer[: end + 4]))
+                return
             del self.buffer[: end + 4]
             self.upgraded = True
             self.send_binary(self.hello)
@@ -129,10 +130,10 @@ class Subscriber(asyncio.Protocol):
             payload = bytes(buf[pos + head : pos + head + length])
             pos += head + length
             if opcode == 0x2:
-                self.log.on_message(payload, now)
+                self.on_payload(payload, now)
             elif opcode == 0x8:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-                self.log.closes.append(code)
+                self.on_close_frame(code)
         del buf[:pos]
 
     def _whole_frame(self, data: bytes, now: float) -> bool:
@@ -149,8 +150,20 @@ class Subscriber(asyncio.Protocol):
             head = 10
         if len(data) != head + length:
             return False
-        self.log.on_message(data[head:], now)
+        self.on_payload(data[head:], now)
         return True
+
+    def on_payload(self, payload: bytes, now: float) -> None:
+        """A binary message arrived (subclasses track more than the shared log)."""
+        self.log.on_message(payload, now)
+
+    def on_close_frame(self, code: int) -> None:
+        """The server's Close frame arrived."""
+        self.log.closes.append(code)
+
+    def handshake_refused(self, head: bytes) -> None:
+        """The server answered the upgrade with something else than 101."""
+        raise ConnectionError(head[:200].decode(errors="replace"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():

@@ -1,0 +1,268 @@
+"""Reconnect herd: N live clients on instance A; A is stopped (SIGTERM: ``reconnect``
+notices; SIGKILL: no notice) and the clients come back to instance B with their cursors
+while votes keep flowing.
+
+    python -m bench.herd_reconnect --clients 1000 5000 10000 --signals term kill --repeat 3
+
+Both instances share one PostgreSQL and Redis; clients connect from many loopback source
+addresses (``--per-address``, below the per-address limit, so it is not what is measured)
+and behave as docs/protocol.md's state machine (bench/herd_client.py). Votes are posted to B
+at ``--rate``/s, each on a fresh video, from before the signal until the end.
+
+Printed per run: seconds from the signal until 99 % and 100 % of the clients are live again
+(welcomed by B and caught up with the head as of their welcome), B's CPU (seconds, and cores)
+and peak RSS from the signal until 100 %, PostgreSQL work during the herd (transactions,
+reads of the sync log, statements if ``pg_stat_statements`` is loaded) next to the same
+span of votes alone measured just before, handshakes shed (503 / close 1013) as the clients
+saw them, B's live counters that moved, and deltas missing (must be 0): holes between
+frames, plus the head minus each client's final cursor. Then medians per (N, signal).
+Uses DATABASE_URL/REDIS_URL when set, else an embedded stack in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import signal
+import statistics
+import time
+
+import httpx
+import uvloop
+
+from bench.flood_client import source_address
+from bench.harness import (
+    PeakRss,
+    ServerProcess,
+    Stack,
+    counter_deltas,
+    cpu_seconds,
+    kill_tree,
+    percentile,
+    pg_activity,
+    raise_fd_limit,
+    rss_kib,
+    scrape_metrics,
+    stack,
+    start_server,
+)
+from bench.herd_client import Herd, HerdClient, HerdConnection, run_client
+
+CATEGORIES = ("fully_ai", "ai_voiceover", "ai_visuals", "ai_thumbnails", "ai_assisted")
+STATS_SETTLE = 1.5  # s: PostgreSQL backends report their statistics ~1 s after going idle
+LIVE_COUNTERS = r"realtube_live_|shed|replay|handshake"
+
+
+async def vote_stream(url: str, rate: float, stop: asyncio.Event) -> int:
+    """Votes on fresh videos at ``rate``/s until ``stop``; returns how many were answered."""
+    done = 0
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with (
+        httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client,
+        asyncio.TaskGroup() as tg,
+    ):
+
+        async def one(n: int) -> None:
+            nonlocal done
+            body = {
+                "videoId": secrets.token_urlsafe(8)[:11],
+                "category": CATEGORIES[n % 5],
+                "userId": secrets.token_hex(32),
+            }
+            (await client.post("/api/votes", json=body)).raise_for_status()
+            done += 1
+
+        start, n = time.monotonic(), 0
+        while not stop.is_set():
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                continue
+            tg.create_task(one(n))
+            n += 1
+    return done
+
+
+async def head_of(herd: Herd, port: int) -> int:
+    """The instance's head: the ``seq`` of a fresh connection's welcome."""
+    probe = HerdClient(address="127.0.0.1")
+    conn = HerdConnection(Herd(herd.host, port), probe)
+    loop = asyncio.get_running_loop()
+    await loop.create_connection(lambda: conn, herd.host, port)
+    await asyncio.wait_for(conn.greeted, 30)
+    assert conn.transport is not None
+    conn.transport.close()
+    assert probe.welcome_seq is not None
+    return probe.welcome_seq
+
+
+async def settled_head(herd: Herd, port: int) -> int:
+    """The head once it has stopped moving for 2 s (the last votes scored and published)."""
+    head = await head_of(herd, port)
+    while True:
+        await asyncio.sleep(2)
+        now = await head_of(herd, port)
+        if now == head:
+            return head
+        head = now
+
+
+async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict:
+    """Fresh instances A and B, ``n`` clients on A, the herd to B; returns the figures."""
+    env = {
+        "LIVE_IDLE_TIMEOUT_SECONDS": "3600",
+        "SCORE_DEBOUNCE_MS": "50",
+        "WEB_CONCURRENCY": args.processes,
+        **dict(item.split("=", 1) for item in args.env),
+    }
+    a = start_server(st, **env)
+    b: ServerProcess | None = None
+    herd = Herd("127.0.0.1", a.port)
+    clients = [HerdClient(source_address(i // args.per_address)) for i in range(n)]
+    herd.restart_count(0.0, clients)
+    stop_votes = asyncio.Event()
+    try:
+        b = start_server(st, **env)
+        ramp = asyncio.Semaphore(200)
+        t0 = time.monotonic()
+        tasks = [asyncio.create_task(run_client(herd, c, ramp)) for c in clients]
+        await asyncio.wait_for(herd.all_live.wait(), 300)
+        connect_s = time.monotonic() - t0
+        votes = asyncio.create_task(vote_stream(b.url, args.rate, stop_votes))
+        await asyncio.sleep(2)
+        # the same span of votes alone, for comparison with the herd's PostgreSQL work
+        base0 = await pg_activity(st.database_url)
+        await asyncio.sleep(args.baseline)
+        base1 = await pg_activity(st.database_url)
+        metrics0 = scrape_metrics(b.url)
+        pg0 = await pg_activity(st.database_url)
+        cpu0, own0 = cpu_seconds(b.process.pid), time.process_time()
+        with PeakRss(b.process.pid) as peak:
+            herd.port = b.port  # the load balancer stops sending clients to A
+            rss0 = rss_kib(b.process.pid)
+            t_sig = time.monotonic()
+            herd.restart_count(t_sig, clients)
+            if sig == "term":
+                a.process.send_signal(signal.SIGTERM)
+            else:
+                kill_tree(a.process.pid)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(herd.all_live.wait(), args.timeout)
+            t_end = time.monotonic()
+            cpu = cpu_seconds(b.process.pid) - cpu0
+            own = time.process_time() - own0
+        await asyncio.sleep(STATS_SETTLE)
+        pg1 = await pg_activity(st.database_url)
+        metrics1 = scrape_metrics(b.url)
+        rss1 = rss_kib(b.process.pid)
+        await asyncio.sleep(1)
+        stop_votes.set()
+        voted = await votes
+        head = await settled_head(herd, b.port)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(c.cursor != head for c in clients):
+            await asyncio.sleep(0.2)
+        herd.stopping = True
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        herd.stopping = True
+        stop_votes.set()
+        a.stop()
+        if b is not None:
+            b.stop()
+    live = sorted(c.live_at - t_sig for c in clients if c.live_at is not None)
+    herd_s = t_end - t_sig
+    span = herd_s + STATS_SETTLE
+    base_span = args.baseline
+    resumes: dict[str, int] = {}
+    for c in clients:
+        for k, v in c.resumes.items():
+            resumes[k] = resumes.get(k, 0) + v
+    return {
+        "clients": n,
+        "signal": sig,
+        "connect_s": round(connect_s, 1),
+        "live_99_s": round(percentile(live, 99), 2) if len(live) >= 0.99 * n else float("nan"),
+        "live_100_s": round(live[-1], 2) if len(live) == n else float("nan"),
+        "live_clients": len(live),
+        "server_cpu_s": round(cpu, 2),
+        "server_cores": round(cpu / herd_s, 2),
+        "peak_rss_mib": round(peak.peak / 1024, 1),
+        "rss_before_mib": round(rss0 / 1024, 1),
+        "rss_per_client_kib": round((rss1 - rss0) / n, 1),
+        "pg_transactions": int(pg1["transactions"] - pg0["transactions"]),
+        "pg_transactions_votes_alone": round(
+            (base1["transactions"] - base0["transactions"]) * span / base_span
+        ),
+        "pg_log_reads": int(pg1["log_reads"] - pg0["log_reads"]),
+        "pg_log_reads_votes_alone": round(
+            (base1["log_reads"] - base0["log_reads"]) * span / base_span
+        ),
+        "pg_statements": pg1["statements"] - pg0["statements"],
+        "shed_503": sum(c.shed_503 for c in clients),
+        "shed_1013": sum(c.shed_1013 for c in clients),
+        "failed_connects": sum(c.failed_connects for c in clients),
+        "reconnect_notices": sum(c.reconnect_notices for c in clients),
+        "resumes": resumes,
+        "resyncs": sum(c.resyncs for c in clients),
+        "votes": voted,
+        "deltas_missing": sum(c.missing for c in clients)
+        + sum(head - (c.cursor if c.cursor is not None else 0) for c in clients),
+        "overlapping_frames": sum(c.overlaps for c in clients),
+        "loadgen_cores": round(own / herd_s, 2),
+        "server_counters": counter_deltas(metrics0, metrics1, LIVE_COUNTERS),
+    }
+
+
+NUMERIC = (
+    "live_99_s",
+    "live_100_s",
+    "server_cpu_s",
+    "server_cores",
+    "peak_rss_mib",
+    "rss_per_client_kib",
+    "pg_transactions",
+    "pg_transactions_votes_alone",
+    "pg_log_reads",
+    "pg_log_reads_votes_alone",
+    "shed_503",
+    "shed_1013",
+    "deltas_missing",
+    "loadgen_cores",
+)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1000])
+    parser.add_argument("--signals", nargs="+", default=["term", "kill"], choices=["term", "kill"])
+    parser.add_argument("--rate", type=float, default=100.0, help="votes/s during the herd")
+    parser.add_argument("--per-address", type=int, default=10, help="clients per source address")
+    parser.add_argument("--baseline", type=float, default=5.0, help="s of votes alone measured")
+    parser.add_argument("--timeout", type=float, default=120.0, help="s to wait for 100 %%")
+    parser.add_argument("--processes", default="1", help="WEB_CONCURRENCY of each instance")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    raise_fd_limit()
+    with stack() as st:
+        for n in args.clients:
+            for sig in args.signals:
+                runs = []
+                for _ in range(args.repeat):
+                    result = await one_run(st, n, sig, args)
+                    print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+                    runs.append(result)
+                if len(runs) > 1:
+                    med = {k: statistics.median(r[k] for r in runs) for k in NUMERIC}
+                    print(f"median clients={n} signal={sig} " + " ".join(
+                        f"{k}={v}" for k, v in med.items()), flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    uvloop.run(main())
