@@ -199,6 +199,15 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         "pg_transactions_votes_alone": round(
             (base1["transactions"] - base0["transactions"]) * span / base_span
         ),
+        "pg_transactions_per_client": round(
+            (
+                pg1["transactions"]
+                - pg0["transactions"]
+                - (base1["transactions"] - base0["transactions"]) * span / base_span
+            )
+            / n,
+            2,
+        ),
         "pg_log_reads": int(pg1["log_reads"] - pg0["log_reads"]),
         "pg_log_reads_votes_alone": round(
             (base1["log_reads"] - base0["log_reads"]) * span / base_span
@@ -228,6 +237,7 @@ NUMERIC = (
     "rss_per_client_kib",
     "pg_transactions",
     "pg_transactions_votes_alone",
+    "pg_transactions_per_client",
     "pg_log_reads",
     "pg_log_reads_votes_alone",
     "shed_503",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import secrets
 import statistics
 import sys
@@ -162,7 +163,7 @@ async def run_one(
         sent: dict[str, float] = {}
         cpu0, t_start = cpu_seconds(pid), time.monotonic()
         own_cpu0 = time.process_time()
-        frames0, deltas0 = log.frames, log.deltas
+        frames0, deltas0, bytes0 = log.frames, log.deltas, log.bytes
         spy = None
         if profile:
             spy = await asyncio.create_subprocess_exec(
@@ -190,6 +191,8 @@ async def run_one(
             "first_arrival_p50_ms": hist_percentile(firsts, 50),
             "first_arrival_p99_ms": hist_percentile(firsts, 99),
             "frames_per_s": round((log.frames - frames0) / window),
+            "frame_bytes": round((log.bytes - bytes0) / max(log.frames - frames0, 1)),
+            "server_cpu_us_per_frame": round(cpu * 1e6 / max(log.frames - frames0, 1), 2),
             "deltas_per_s": round(delivered / window),
             "server_cpu_ms_per_1000_deltas": round(cpu * 1e6 / max(delivered, 1), 2),
             "server_cpu_util": round(cpu / window, 2),
@@ -239,6 +242,9 @@ async def main() -> None:
     parser.add_argument(
         "--profile", help="py-spy the server in the steady phase: PREFIX-<N>.txt (collapsed)"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="bench/write_floor.py after each N's runs"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per N (medians printed)")
     parser.add_argument(
         "--naive", action="store_true", help="measure the baseline (bench/naive_broadcast.py)"
@@ -248,8 +254,28 @@ async def main() -> None:
     with stack() as st:
         for n in args.connections:
             runs = [await one_run(st, n, args) for _ in range(args.repeat)]
+            if args.floor:
+                await against_floor(runs, n)
             if len(runs) > 1:
                 print("median " + " ".join(f"{k}={v}" for k, v in medians(runs).items()))
+
+
+async def against_floor(runs: list[dict[str, float]], n: int) -> None:
+    """bench/write_floor.py with ``n`` sockets and the runs' median frame size, right after
+    them; adds the floor's CPU per write and each run's CPU per frame as a ratio to it."""
+    size = int(statistics.median(r["frame_bytes"] for r in runs))
+    floor = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.write_floor", str(n), str(size),
+        stdout=asyncio.subprocess.PIPE, preexec_fn=raise_fd_limit,
+    )  # fmt: skip
+    out, _ = await floor.communicate()
+    cpu = [float(m) for m in re.findall(r"([\d.]+) us CPU", out.decode())]
+    floor_us = statistics.median(cpu[1:] or cpu)  # the first round warms the buffers up
+    for r in runs:
+        r["floor_us_per_write"] = floor_us
+        r["frame_cpu_vs_floor"] = round(r["server_cpu_us_per_frame"] / floor_us, 2)
+    print(f"write floor: {n} sockets x {size} B: {floor_us} us CPU per write; per run: "
+          + ", ".join(str(r["frame_cpu_vs_floor"]) for r in runs), flush=True)  # fmt: skip
 
 
 def medians(runs: list[dict[str, float]]) -> dict[str, float]:
