@@ -2,7 +2,7 @@
 and the vote -> score-visible delay. A ``/health/live`` run in the same process is the
 framework's floor (the baseline the other figures are compared with).
 
-    python bench/rest_load.py --videos 100000 --seconds 10 --connections 64
+    python -m bench.rest_load --videos 100000 --seconds 10 --connections 64 --repeat 3
 
 Uses DATABASE_URL/REDIS_URL when set, else an embedded stack in a temp dir.
 """
@@ -15,6 +15,7 @@ import hashlib
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -24,7 +25,7 @@ import asyncpg
 import httpx
 import redis
 
-from bench.harness import ServerProcess, percentile, stack, start_server
+from bench.harness import ServerProcess, Stack, percentile, stack, start_server
 
 WRK_LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 
@@ -122,16 +123,8 @@ async def score_visible_delay(server: ServerProcess, samples: int) -> dict:
     return {"p50_ms": round(percentile(delays, 50), 1), "p99_ms": round(percentile(delays, 99), 1)}
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=100_000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--processes", default="1", help="WEB_CONCURRENCY of the server")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
+async def one_run(args: argparse.Namespace) -> dict[str, dict]:
+    """A fresh stack and instance, the seeded videos, every phase; returns the figures."""
     with stack() as st:
         # one database per run keeps counts exact
         server = start_server(
@@ -142,56 +135,97 @@ async def main() -> None:
             WEB_CONCURRENCY=args.processes,
         )
         try:
-            hashes = await seed(st.database_url, args.videos)
-            run = lambda url, script=None: wrk(  # noqa: E731
-                url, seconds=args.seconds, connections=args.connections, script=script
-            )
-            results = {"baseline /health/live": run(f"{server.url}/health/live")}
-            r = redis.Redis.from_url(st.redis_url)
-            for key in r.scan_iter("prefix:*", count=1000):
-                r.delete(key)
-            cold = [f"/api/videos/{h[:8]}" for h in hashes]
-            results["prefix lookup, cold cache"] = run(server.url, lua_paths(cold))
-            warm = [f"/api/videos/{h[:5]}" for h in hashes[:500]]
-            async with httpx.AsyncClient(base_url=server.url) as client:
-                for path in warm:
-                    await client.get(path)
-            results["prefix lookup, warm cache"] = run(server.url, lua_paths(warm))
-            conn = await asyncpg.connect(st.database_url)
-            before = await conn.fetchval("SELECT count(*) FROM votes")
-            started = await conn.fetchval("SELECT now()")
-            votes = run(server.url, VOTE_LUA)
-            deadline = time.monotonic() + 30
-            while (
-                await conn.fetchval("SELECT count(*) FROM score_queue")
-                and time.monotonic() < deadline
-            ):
-                await asyncio.sleep(0.1)
-            stored = await conn.fetchval("SELECT count(*) FROM votes") - before
-            # every bench vote is on a fresh video: their counters must add up to the rows
-            counted = await conn.fetchval(
-                "SELECT coalesce(sum(total_votes), 0) FROM videos WHERE created_at >= $1", started
-            )
-            await conn.close()
-            # wrk stops with requests in flight: the server may have stored up to one per
-            # connection more than wrk counted as answered
-            answered = votes["requests"] - votes["non_2xx"]
-            votes |= {
-                "answered": answered,
-                "rows": stored,
-                "counter_sum": counted,
-                "exact": stored == counted and answered <= stored <= answered + args.connections,
-            }
-            results["votes"] = votes
-            results["vote -> score visible (REST poll)"] = await score_visible_delay(
-                server, args.samples
-            )
+            return await phases(st, server, args)
         finally:
             server.stop()
+
+
+async def phases(st: Stack, server: ServerProcess, args: argparse.Namespace) -> dict[str, dict]:
+    """Baseline, cold and warm lookups, votes (checked exact), vote -> score visible."""
+    hashes = await seed(st.database_url, args.videos)
+    run = lambda url, script=None: wrk(  # noqa: E731
+        url, seconds=args.seconds, connections=args.connections, script=script
+    )
+    results = {"baseline /health/live": run(f"{server.url}/health/live")}
+    r = redis.Redis.from_url(st.redis_url)
+    for key in r.scan_iter("prefix:*", count=1000):
+        r.delete(key)
+    cold = [f"/api/videos/{h[:8]}" for h in hashes]
+    results["prefix lookup, cold cache"] = run(server.url, lua_paths(cold))
+    warm = [f"/api/videos/{h[:5]}" for h in hashes[:500]]
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        for path in warm:
+            await client.get(path)
+    results["prefix lookup, warm cache"] = run(server.url, lua_paths(warm))
+    conn = await asyncpg.connect(st.database_url)
+    before = await conn.fetchval("SELECT count(*) FROM votes")
+    started = await conn.fetchval("SELECT now()")
+    votes = run(server.url, VOTE_LUA)
+    deadline = time.monotonic() + 30
+    while await conn.fetchval("SELECT count(*) FROM score_queue") and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    stored = await conn.fetchval("SELECT count(*) FROM votes") - before
+    # every bench vote is on a fresh video: their counters must add up to the rows
+    counted = await conn.fetchval(
+        "SELECT coalesce(sum(total_votes), 0) FROM videos WHERE created_at >= $1", started
+    )
+    await conn.close()
+    # wrk stops with requests in flight: the server may have stored up to one per
+    # connection more than wrk counted as answered
+    answered = votes["requests"] - votes["non_2xx"]
+    votes |= {
+        "answered": answered,
+        "rows": stored,
+        "counter_sum": counted,
+        "exact": stored == counted and answered <= stored <= answered + args.connections,
+    }
+    results["votes"] = votes
+    results["vote -> score visible (REST poll)"] = await score_visible_delay(server, args.samples)
+    return results
+
+
+def report(results: dict[str, dict]) -> None:
     base = results["baseline /health/live"]["rps"]
     for name, figures in results.items():
         ratio = f" ({figures['rps'] / base:.0%} of baseline)" if "rps" in figures else ""
         print(f"{name}: {figures}{ratio}", flush=True)
+
+
+def medians(runs: list[dict[str, dict]]) -> dict[str, dict]:
+    """Per phase, the median of every numeric figure; ``exact`` only if every run was."""
+    out: dict[str, dict] = {}
+    for name, first in runs[0].items():
+        out[name] = {
+            key: (
+                all(r[name][key] for r in runs)
+                if isinstance(value, bool)
+                else round(statistics.median(r[name][key] for r in runs), 2)
+            )
+            for key, value in first.items()
+        }
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=100_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--processes", default="1", help="WEB_CONCURRENCY of the server")
+    parser.add_argument("--repeat", type=int, default=1, help="runs (medians printed)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    runs = []
+    for i in range(args.repeat):
+        runs.append(await one_run(args))
+        if args.repeat > 1:
+            print(f"run {i + 1}:")
+        report(runs[-1])
+    if args.repeat > 1:
+        print(f"median of {args.repeat} runs:")
+        report(medians(runs))
 
 
 if __name__ == "__main__":
