@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     prune_interval_seconds: float = Field(600.0, gt=0)
     sync_retention_hours: float = Field(48.0, gt=0)
     full_blob_interval_seconds: float = Field(60.0, gt=0)
+    # how often a process serving /api/sync/full looks whether the stored blob changed
+    full_blob_check_seconds: float = Field(1.0, gt=0)
 
     live_heartbeat_seconds: float = Field(20.0, gt=0)
     live_idle_timeout_seconds: float = Field(60.0, gt=0)

@@ -1,7 +1,8 @@
 """The full-sync blob: ``GET /api/sync/full`` as a stored, pre-compressed document.
 
 Built by the full-blob worker (``workers/fullblob.py``) when the log moved, and by the route
-itself when none is stored yet.
+itself when none is stored yet. Served from process memory (``BlobCache``): a herd of full
+syncs after a restore costs the database nothing per request.
 
 The document is ``{"videos": [...], "channels": [...], "generatedAt", "cursor", "epoch"}``,
 stored gzip-compressed twice (JSON and msgpack) with a strong ETag: the quoted first 32 hex
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -32,8 +34,10 @@ import orjson
 import structlog
 
 from realtube_push.domain.views import iso
+from realtube_push.observability import Metrics
 from realtube_push.store import fullblob as blob_store
 from realtube_push.store import synclog
+from realtube_push.store.fullblob import StoredBlob
 
 log = structlog.get_logger("realtube.fullblob")
 
@@ -104,3 +108,64 @@ async def rebuild(pool: asyncpg.Pool, *, force: bool = False) -> bool:
             json_gzip_bytes=len(encoded.json_gzip),
         )
     return saved
+
+
+class BlobCache:
+    """The stored blob in process memory, for ``GET /api/sync/full``.
+
+    Promises:
+    - a request is answered from memory. At most once every ``check_seconds`` a request
+      looks whether the stored blob changed (one small query, its meta) and loads the
+      bodies only when it did; requests arriving meanwhile wait for that look instead of
+      making their own. So 2,000 concurrent full syncs cost at most one look, not 2,000
+      loads (``realtube_full_sync_queries_total{query}`` counts them);
+    - a blob stored by any instance is served within ``check_seconds``; after a restore (the
+      log's epoch moved) the first look rebuilds it, so the resync herd gets the new epoch;
+    - while the database cannot be reached the blob held is served on (it carries its own
+      cursor: an older one only means a longer catch-up), and looked at again a period later.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, check_seconds: float) -> None:
+        self._pool = pool
+        self._queries = metrics.full_sync_queries
+        self._check_seconds = check_seconds
+        self._lock = anyio.Lock()
+        self._blob: StoredBlob | None = None
+        self._checked_at = float("-inf")  # when the last look started
+
+    async def current(self) -> StoredBlob:
+        """The blob to serve (built first if none is stored yet)."""
+        blob = self._held()
+        if blob is not None:
+            return blob
+        async with self._lock:
+            return self._held() or await self._refresh()
+
+    def _held(self) -> StoredBlob | None:
+        if time.monotonic() - self._checked_at < self._check_seconds:
+            return self._blob
+        return None
+
+    async def _refresh(self) -> StoredBlob:
+        started = time.monotonic()
+        held = self._blob
+        try:
+            self._queries.labels("check").inc()
+            meta, log_epoch = await blob_store.version(self._pool)
+            if meta is None or meta.epoch != log_epoch:
+                # none yet, or one a restore left behind: every client of the new epoch is
+                # about to ask for it, so build it now rather than at the worker's next run
+                self._queries.labels("build").inc()
+                await rebuild(self._pool)
+                meta = None
+            if meta is None or held is None or meta != held.meta:
+                self._queries.labels("load").inc()
+                loaded = await blob_store.load(self._pool)
+                assert loaded is not None  # built above if there was none; never deleted
+                held = loaded
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            if held is None:
+                raise
+            log.warning("full_blob_check_failed", exc_info=True)
+        self._blob, self._checked_at = held, started
+        return held

@@ -115,6 +115,13 @@ class Metrics:
             " waiting at the time)",
             registry=r,
         )
+        self.full_sync_queries = Counter(
+            "realtube_full_sync_queries_total",
+            "Database queries made to serve GET /api/sync/full (the document is held in"
+            " memory): check (has the stored blob changed?), load (its bodies), build",
+            ["query"],
+            registry=r,
+        )
         self.redis_failures = Counter(
             "realtube_redis_failures_total",
             "Redis calls that failed while the service went on without Redis, by what they were"

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from realtube_push.cache import Cache, Keys
 from realtube_push.config import Settings
+from realtube_push.fullblob import BlobCache
 from realtube_push.observability import Metrics, RedisOutage, Status
 from realtube_push.publisher import Publisher
 from realtube_push.ratelimit import RateLimiter
@@ -44,6 +45,7 @@ class Services:
     status: Status
     redis_outage: RedisOutage
     votes: VoteWriter
+    full_blob: BlobCache
 
 
 def redis_client(url: str) -> Redis:
@@ -95,6 +97,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             status=Status(),
             redis_outage=outage,
             votes=VoteWriter(pool, settings, metrics),
+            full_blob=BlobCache(pool, metrics, check_seconds=settings.full_blob_check_seconds),
         )
     finally:
         await redis.aclose()

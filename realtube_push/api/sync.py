@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import gzip
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import msgpack
 import orjson
 from quart import Blueprint, Response, request
 from quart_schema import document_headers, document_querystring
 
-from realtube_push import fullblob
 from realtube_push.api.limits import enforce_limit
 from realtube_push.api.openapi import answers
 from realtube_push.api.queries import FullSyncHeaders, SyncDeltaQuery, SyncHeaders, query_args
@@ -25,7 +24,6 @@ from realtube_push.api.responses import NotModified, SyncDeltaOut, SyncFullOut
 from realtube_push.domain.ids import is_user_id
 from realtube_push.domain.views import iso
 from realtube_push.ratelimit import Limit
-from realtube_push.store import fullblob as blob_store
 from realtube_push.store import synclog
 from realtube_push.store.synclog import LoggedDelta
 from realtube_push.web.request import client_ip, services
@@ -143,21 +141,15 @@ async def full() -> Response:
     continue from them with ``/api/sync/delta`` or the live channel.
     """
     await _limit()
-    svc = services()
-    meta = await blob_store.load_meta(svc.pool)
-    if meta is None:
-        await fullblob.rebuild(svc.pool)
-        meta = await blob_store.load_meta(svc.pool)
-        assert meta is not None
-    fmt: Literal["json", "msgpack"] = "msgpack" if _wants_msgpack() else "json"
+    blob = await services().full_blob.current()  # from memory: no database work per request
+    msgpack_wanted = _wants_msgpack()
     # One representation per format: the ETag says which, so caches never mix them up.
-    etag = meta[0] if fmt == "json" else meta[0][:-1] + '-mp"'
+    etag = blob.meta.etag[:-1] + '-mp"' if msgpack_wanted else blob.meta.etag
     vary = {"ETag": etag, "Vary": "Accept, Accept-Encoding", "Cache-Control": "no-cache"}
     if etag in _if_none_match():
         return Response(b"", status=304, headers=vary)
-    body = await blob_store.load_body(svc.pool, fmt)
-    assert body is not None
-    content_type = MSGPACK if fmt == "msgpack" else "application/json"
+    body = blob.msgpack_gzip if msgpack_wanted else blob.json_gzip
+    content_type = MSGPACK if msgpack_wanted else "application/json"
     if "gzip" in request.headers.get("Accept-Encoding", "").lower():
         return Response(
             body, content_type=content_type, headers={**vary, "Content-Encoding": "gzip"}

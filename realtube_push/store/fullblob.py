@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from realtube_push.domain.views import channel_object_from_row, video_delta
 from realtube_push.store.db import Connection, Executor
@@ -134,10 +134,39 @@ async def load_meta(conn: Executor) -> BlobMeta | None:
     return BlobMeta(row["etag"], row["generated_at"], int(row["cursor"]), row["epoch"])
 
 
-async def load_body(conn: Executor, fmt: Literal["json", "msgpack"]) -> bytes | None:
-    """The gzip-compressed body in ``fmt``, or None before the first build."""
-    column = {"json": "json_gzip", "msgpack": "msgpack_gzip"}[fmt]  # never user text in SQL
-    body: bytes | None = await conn.fetchval(
-        f"SELECT {column} FROM full_cache_blob WHERE singleton"
+async def version(conn: Executor) -> tuple[BlobMeta | None, str]:
+    """The stored blob's meta (None before any build) and the log's epoch, in one query: a
+    blob of another epoch than the log's is one a restore left behind."""
+    row = await conn.fetchrow(
+        "SELECT m.epoch AS log_epoch, b.etag, b.generated_at, b.cursor, b.epoch"
+        " FROM sync_meta m LEFT JOIN full_cache_blob b ON b.singleton"
     )
-    return body
+    assert row is not None
+    if row["etag"] is None:
+        return None, row["log_epoch"]
+    meta = BlobMeta(row["etag"], row["generated_at"], int(row["cursor"]), row["epoch"])
+    return meta, row["log_epoch"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """The stored blob: its meta and both gzip-compressed bodies."""
+
+    meta: BlobMeta
+    json_gzip: bytes
+    msgpack_gzip: bytes
+
+
+async def load(conn: Executor) -> StoredBlob | None:
+    """The stored blob, bodies included (one query), or None before the first build."""
+    row = await conn.fetchrow(
+        "SELECT etag, generated_at, cursor, epoch, json_gzip, msgpack_gzip"
+        " FROM full_cache_blob WHERE singleton"
+    )
+    if row is None:
+        return None
+    return StoredBlob(
+        BlobMeta(row["etag"], row["generated_at"], int(row["cursor"]), row["epoch"]),
+        row["json_gzip"],
+        row["msgpack_gzip"],
+    )

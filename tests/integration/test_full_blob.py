@@ -51,15 +51,15 @@ async def flag(svc: Services, video_id: str, category: str = "fully_ai", voters:
 
 
 async def document(svc: Services, fmt: str = "json") -> dict[str, Any]:
-    body = await blob_store.load_body(svc.pool, fmt)  # type: ignore[arg-type]
-    assert body is not None
-    raw = gzip.decompress(body)
+    blob = await blob_store.load(svc.pool)
+    assert blob is not None
+    raw = gzip.decompress(blob.json_gzip if fmt == "json" else blob.msgpack_gzip)
     return orjson.loads(raw) if fmt == "json" else msgpack.unpackb(raw)
 
 
 async def test_no_blob_before_the_first_build(services: Services) -> None:
     assert await blob_store.load_meta(services.pool) is None
-    assert await blob_store.load_body(services.pool, "json") is None
+    assert await blob_store.load(services.pool) is None
 
 
 async def test_blob_position_matches_the_sync_log(services: Services) -> None:
@@ -175,12 +175,10 @@ async def test_both_gzip_bodies_decode_to_the_same_document(services: Services) 
 async def test_etag_is_the_quoted_sha256_of_the_json_body(services: Services) -> None:
     await fullblob.rebuild(services.pool)
 
-    meta = await blob_store.load_meta(services.pool)
-    body = await blob_store.load_body(services.pool, "json")
-    assert meta is not None
-    assert body is not None
-    digest = hashlib.sha256(gzip.decompress(body)).hexdigest()[:32]
-    assert meta.etag == f'"{digest}"'
+    blob = await blob_store.load(services.pool)
+    assert blob is not None
+    digest = hashlib.sha256(gzip.decompress(blob.json_gzip)).hexdigest()[:32]
+    assert blob.meta.etag == f'"{digest}"'
 
 
 async def test_empty_dataset_builds_an_empty_blob(services: Services) -> None:

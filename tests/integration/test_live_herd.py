@@ -1,4 +1,5 @@
-"""Herds: many clients resuming, reconnecting or resyncing at once (docs/protocol.md).
+"""Herds: many clients resuming, reconnecting or resyncing at once (docs/protocol.md), and
+the full syncs that follow a restore (docs/api.md).
 
 - Clients resuming from the same cursor share the replay: each page of the log is read from
   storage once (``realtube_live_replay_pages_total``), not once per client, and the log's
@@ -6,6 +7,8 @@
 - A shutdown's ``reconnect`` notices and an epoch change's ``resync`` frames carry delays
   drawn over a window that grows with the number of connections: the herd comes back
   spread over that window, not in one instant.
+- ``GET /api/sync/full`` is served from memory: a burst costs no database query per request
+  (``realtube_full_sync_queries_total``), and a rebuild or a restore is served soon after.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import pytest
 from realtube_push.domain.ids import entity_hash
 from realtube_push.store import db, synclog
 from realtube_push.store.synclog import LogEntry
-from tests.support import pg
+from tests.support import ids, pg
+from tests.support.api import vote
 from tests.support.live import (
     JSON,
     MSGPACK,
@@ -196,3 +200,72 @@ async def test_an_epoch_change_spreads_the_resyncs_over_a_window_that_grows_with
     assert all(0 <= d <= window for d in delays), delays
     assert max(delays) - min(delays) >= window / 2, sorted(delays)
     assert len(set(delays)) >= count * 2 // 3, sorted(delays)
+
+
+async def full_sync_queries(server: Server) -> float:
+    name = "realtube_full_sync_queries_total"
+    return sum([await metric(server.url, name, query=q) for q in ("check", "load", "build")])
+
+
+async def test_a_herd_of_full_syncs_is_served_from_memory_with_one_etag(servers, database_url):
+    # the worker rebuilds within 0.2 s of a change; the route looks at the stored blob at
+    # most every 5 s (so on a slow machine the burst still fits in one period)
+    server = servers.start(
+        **HERD_ENV, FULL_BLOB_INTERVAL_SECONDS="0.2", FULL_BLOB_CHECK_SECONDS="5"
+    )
+    gzip_accepted = {"Accept-Encoding": "gzip"}
+    limits = httpx.Limits(max_connections=HERD * 8)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
+        first = await client.get("/api/sync/full", headers=gzip_accepted)
+        assert first.status_code == 200
+        etag = first.headers["etag"]
+        # the blob held now is the one the burst gets (the log does not move meanwhile)
+        await eventually(lambda: _serves(client, etag), timeout=15, what="the blob served steadily")
+        before = await full_sync_queries(server)
+        answers: list[httpx.Response] = []
+
+        async def fetch(headers: dict[str, str]) -> None:
+            answers.append(await client.get("/api/sync/full", headers=headers))
+
+        async with anyio.create_task_group() as tg:
+            for index in range(HERD * 8):
+                tg.start_soon(fetch, gzip_accepted if index % 4 else {})
+        spent = await full_sync_queries(server) - before
+
+        assert [r.status_code for r in answers] == [200] * len(answers)
+        assert {r.headers["etag"] for r in answers} == {etag}
+        assert {r.json()["cursor"] for r in answers} == {first.json()["cursor"]}
+        assert spent <= 2  # at most one look at the stored blob (and a load), not one each
+
+        revalidated = await client.get("/api/sync/full", headers={"If-None-Match": etag})
+        assert revalidated.status_code == 304
+
+        # a vote moves the log: the worker rebuilds, and the new document is served
+        await vote(client, ids.video_id())
+        await eventually(
+            lambda: _serves_another(client, etag), timeout=15, what="a new ETag after a rebuild"
+        )
+
+
+async def _serves(client: httpx.AsyncClient, etag: str) -> bool:
+    return (await client.get("/api/sync/full")).headers.get("etag") == etag
+
+
+async def _serves_another(client: httpx.AsyncClient, etag: str) -> bool:
+    r = await client.get("/api/sync/full", headers={"If-None-Match": etag})
+    return r.status_code == 200 and r.headers["etag"] != etag
+
+
+async def test_after_a_restore_the_full_sync_serves_the_new_epoch_at_once(servers, database_url):
+    # the worker would rebuild only a minute later; the clients told to resync need it now
+    server = servers.start(**HERD_ENV, FULL_BLOB_INTERVAL_SECONDS="60")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        assert (await client.get("/api/sync/full")).json()["epoch"] != "restored"
+        await pg.execute(database_url, "UPDATE sync_meta SET epoch = 'restored'")
+        await eventually(
+            lambda: _in_epoch(client, "restored"), timeout=15, what="a blob of the new epoch"
+        )
+
+
+async def _in_epoch(client: httpx.AsyncClient, epoch: str) -> bool:
+    return (await client.get("/api/sync/full")).json()["epoch"] == epoch
