@@ -25,6 +25,11 @@
  *   deleted only once the server answered; while the server is unreachable they wait there
  *   and are sent when it is back. The server keeps the vote with the latest cast time, so an
  *   old queued vote never overrides a newer one cast elsewhere.
+ * - In an extension's service worker every wait of a second or more is also a
+ *   `chrome.alarms` alarm (names prefixed `realtube:`), and the backoff, the next try and the
+ *   vote retry are stored in IndexedDB: a worker that Chrome stopped is started again by the
+ *   alarm and carries on from its stored cursor and times (clients/js/README.md, "In a
+ *   service worker").
  * - Cache misses can be looked up by hash prefix (`GET /api/videos/{prefix}`): ids are hashed
  *   with WebCrypto SHA-256, misses arriving within `lookupBatchMs` are grouped by prefix (one
  *   request answers every id sharing it) and the answer is filtered locally, so the server
@@ -48,6 +53,18 @@ export const STORES = Object.freeze({
 });
 
 const STATE_KEY = 'cursor';
+/** `sync_state` key of the waits a stopped service worker must find again (see Schedule). */
+const SCHEDULE_KEY = 'schedule';
+/** Alarm names of the client start with this (an extension routes its alarms by it). */
+export const ALARM_PREFIX = 'realtube:';
+/** Waits at least this long get a `chrome.alarms` twin: a stopped worker loses its timers. */
+const ALARM_MIN_MS = 1000;
+/** Attempts in a row without a welcome before falling back to the next transport. */
+const FALLBACK_AFTER = 2;
+/** Added (at random) to a server's whole-second `Retry-After`, so a refused herd spreads. */
+const RETRY_AFTER_JITTER_MS = 1000;
+/** While live in a service worker, the watch alarm is renewed at most this often. */
+const WATCH_RENEW_MS = 10_000;
 /** A live session that lasted this long resets the reconnect backoff. */
 const STABLE_SESSION_MS = 10_000;
 const DB_VERSION = 1;
@@ -78,6 +95,12 @@ const DB_VERSION = 1;
  * @property {number} [lookupTtlMs] How long a prefix answer is reused (default 5 min).
  * @property {number} [staleAfterMs] With `remote: 'auto'`, misses are looked up remotely only
  *   while the local data is older than this and live is down (default = deltaIntervalMs).
+ * @property {{create: Function, clear: Function, getAll: Function}|null} [alarms] The
+ *   `chrome.alarms` API (default: `globalThis.chrome.alarms` when it exists, as in an
+ *   extension). With it every wait of a second or more also sets an alarm, so a service
+ *   worker that Chrome stopped meanwhile is started again; forward alarms to
+ *   {@link RealTubeLive#onAlarm}. `null`: timers only (a page).
+ * @property {string} [alarmPrefix] Prefix of the client's alarm names (default `realtube:`).
  */
 
 /**
@@ -113,6 +136,18 @@ const DB_VERSION = 1;
  */
 
 /**
+ * @typedef {object} Schedule What a restarted service worker needs to carry on where the
+ *   stopped one was (stored in `sync_state` under `schedule`).
+ * @property {number} failures Live rounds failed in a row (the backoff's exponent).
+ * @property {number} retryAt Epoch ms before which the live loop does not try again.
+ * @property {string} state Status shown while waiting (`offline`, `polling`, `connecting`).
+ * @property {string|null} transport
+ * @property {string|null} lastError
+ * @property {number} voteAttempt Vote sends failed in a row.
+ * @property {number} voteRetryAt Epoch ms of the next vote send (0: none waiting).
+ */
+
+/**
  * @typedef {object} PendingVote
  * @property {string} videoId
  * @property {string} category
@@ -122,6 +157,7 @@ const DB_VERSION = 1;
 
 const DEFAULTS = Object.freeze({
   dbName: 'realtube-live',
+  alarmPrefix: ALARM_PREFIX,
   transports: ['ws', 'sse', 'poll'],
   buckets: null,
   fullSyncIntervalMs: 24 * 60 * 60 * 1000,
@@ -316,6 +352,134 @@ async function readEventStream(body, onEvent, onComment) {
   }
 }
 
+/**
+ * A failure in plain words, for a status line.
+ * @param {unknown} error
+ * @param {string} baseUrl
+ * @returns {string}
+ */
+export function plainError(error, baseUrl) {
+  if (error instanceof HttpError) {
+    const detail = `HTTP ${error.status} ${error.code}: ${error.message}`;
+    if (error.status === 403) return `The server at ${baseUrl} refused this client (${detail})`;
+    if (error.status === 429) return `The server at ${baseUrl} asks to slow down (${detail})`;
+    if (error.status >= 500) return `The server at ${baseUrl} has a problem (${detail})`;
+    return `The server at ${baseUrl} answered ${detail}`;
+  }
+  if (error instanceof TypeError) return `Cannot reach the server at ${baseUrl}`;
+  return String(/** @type {any} */ (error)?.message ?? error);
+}
+
+/**
+ * Named one-shot timers that survive a stopped service worker: each is a `setTimeout` and,
+ * when `chrome.alarms` is there and the wait is a second or more, an alarm of the same name
+ * (prefixed). Whichever comes first runs it (and clears the other). An alarm that finds no
+ * timer (the worker was stopped and started again meanwhile) does nothing here: the start
+ * of the client already did what was due, from the times stored in IndexedDB.
+ */
+export class Scheduler {
+  /** @type {Map<string, {when: number, fn: () => void, timer: ReturnType<typeof setTimeout>}>} */
+  #timers = new Map();
+  #alarms;
+  #prefix;
+
+  /**
+   * @param {{alarms?: any, prefix?: string}} [options] `alarms`: the `chrome.alarms` API, or
+   *   null for timers only.
+   */
+  constructor({ alarms = null, prefix = ALARM_PREFIX } = {}) {
+    this.#alarms = alarms;
+    this.#prefix = prefix;
+  }
+
+  /**
+   * Run `fn` at `when` (epoch ms), replacing an earlier schedule of `name`.
+   * @param {string} name
+   * @param {number} when
+   * @param {() => void} fn
+   */
+  at(name, when, fn) {
+    this.cancel(name);
+    const delay = Math.max(0, when - Date.now());
+    const timer = setTimeout(() => this.#fire(name), Math.min(delay, 2 ** 31 - 1));
+    this.#timers.set(name, { when, fn, timer });
+    if (delay >= ALARM_MIN_MS) this.alarm(name, when);
+  }
+
+  /**
+   * Set only the alarm `name` (no timer): it starts a stopped worker at `when`.
+   * @param {string} name
+   * @param {number} when
+   */
+  alarm(name, when) {
+    if (!this.#alarms) return;
+    try {
+      Promise.resolve(this.#alarms.create(this.#prefix + name, { when })).catch(() => {});
+    } catch {
+      // an alarms API that refuses (a browser without it in this context): timers only
+    }
+  }
+
+  /** @param {string} name @returns {boolean} whether `name` is scheduled. */
+  has(name) {
+    return this.#timers.has(name);
+  }
+
+  /** @param {string} name */
+  cancel(name) {
+    const entry = this.#timers.get(name);
+    if (entry) clearTimeout(entry.timer);
+    this.#timers.delete(name);
+    this.#clearAlarm(name);
+  }
+
+  /** Cancel every timer, and every alarm of this prefix (also those of an earlier worker). */
+  cancelAll() {
+    for (const entry of this.#timers.values()) clearTimeout(entry.timer);
+    this.#timers.clear();
+    if (!this.#alarms) return;
+    Promise.resolve(this.#alarms.getAll())
+      .then((alarms) => {
+        for (const alarm of alarms ?? []) {
+          if (alarm.name.startsWith(this.#prefix)) this.#alarms.clear(alarm.name);
+        }
+      })
+      .catch(() => {});
+  }
+
+  /**
+   * An alarm fired: run its timer, unless that timer was set for later (then a newer
+   * schedule replaced the alarm's).
+   * @param {{name: string, scheduledTime?: number}} alarm
+   * @returns {boolean} whether it was one of ours.
+   */
+  onAlarm(alarm) {
+    if (!alarm.name.startsWith(this.#prefix)) return false;
+    const name = alarm.name.slice(this.#prefix.length);
+    const entry = this.#timers.get(name);
+    if (entry && Date.now() >= entry.when - ALARM_MIN_MS) this.#fire(name);
+    return true;
+  }
+
+  #fire(name) {
+    const entry = this.#timers.get(name);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.#timers.delete(name);
+    this.#clearAlarm(name);
+    entry.fn();
+  }
+
+  #clearAlarm(name) {
+    if (!this.#alarms) return;
+    try {
+      Promise.resolve(this.#alarms.clear(this.#prefix + name)).catch(() => {});
+    } catch {
+      // see alarm()
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /**
@@ -326,8 +490,10 @@ async function readEventStream(body, onEvent, onComment) {
  * - `change`: `detail = {videos, channels, source, reset, cursor}`; `videos`/`channels` are
  *   the applied deltas (each with `action` "update" or "remove"), `source` is `ws`, `sse`,
  *   `poll`, `full` or `lookup`; `reset` is true after a full sync replaced everything.
- * - `status`: `detail = {state, transport, cursor, pendingVotes, lastError}`; `state` is one
- *   of `idle`, `syncing`, `connecting`, `live`, `polling`, `offline`, `stopped`.
+ * - `status`: `detail = {state, transport, cursor, pendingVotes, lastError, nextRetryAt}`;
+ *   `state` is one of `idle`, `syncing`, `connecting`, `live`, `polling`, `offline`,
+ *   `stopped`; `lastError` is in plain words; `nextRetryAt` (epoch ms) is when the client
+ *   tries again while it waits after a failure (null otherwise).
  * - `vote`: `detail = {videoId, category, timestamp, applied, newScore, error}` when a vote
  *   (queued or not) got its answer from the server.
  */
@@ -341,7 +507,20 @@ export class RealTubeLive extends EventTarget {
   #running = false;
   /** @type {Promise<unknown>} serializes every write of the dataset */
   #chain = Promise.resolve();
-  #status = { state: 'idle', transport: null, lastError: null };
+  #status = { state: 'idle', transport: null, lastError: null, nextRetryAt: null };
+  /** @type {Schedule} */
+  #schedule = {
+    failures: 0,
+    retryAt: 0,
+    state: 'offline',
+    transport: null,
+    lastError: null,
+    voteAttempt: 0,
+    voteRetryAt: 0,
+  };
+  /** @type {Scheduler} */
+  #scheduler;
+  #watchRenewedAt = 0;
   #pendingVotes = 0;
   /** @type {Set<() => void>} wakers of sleeping loops */
   #sleepers = new Set();
@@ -352,11 +531,6 @@ export class RealTubeLive extends EventTarget {
   /** @type {Promise<void>|null} */
   #flushing = null;
   #flushAgain = false;
-  #voteAttempt = 0;
-  /** @type {ReturnType<typeof setTimeout>|null} */
-  #voteTimer = null;
-  /** @type {ReturnType<typeof setTimeout>|null} */
-  #fullTimer = null;
   /** @type {Map<string, {ids: Map<string, Array<(v: VideoEntry|null) => void>>}>} */
   #lookupBatch = new Map();
   /** @type {ReturnType<typeof setTimeout>|null} */
@@ -375,6 +549,8 @@ export class RealTubeLive extends EventTarget {
     opts.staleAfterMs ??= opts.deltaIntervalMs;
     if (opts.prefixLength < 4 || opts.prefixLength > 8) throw new RangeError('prefixLength 4-8');
     this.#opts = /** @type {Required<Options>} */ (opts);
+    const alarms = options.alarms !== undefined ? options.alarms : globalThis.chrome?.alarms;
+    this.#scheduler = new Scheduler({ alarms: alarms ?? null, prefix: opts.alarmPrefix });
   }
 
   // -- lifecycle -------------------------------------------------------------------------------
@@ -390,21 +566,44 @@ export class RealTubeLive extends EventTarget {
     this.#db = await openDatabase(this.#opts.dbName);
     const stored = await this.#read(STORES.state, STATE_KEY);
     if (stored) this.#state = { ...this.#state, ...stored };
+    const schedule = await this.#read(STORES.state, SCHEDULE_KEY);
+    if (schedule) this.#schedule = { ...this.#schedule, ...schedule };
     this.#pendingVotes = await this.#count(STORES.votes);
     this.#running = true;
     globalThis.addEventListener?.('online', this.#onOnline);
-    if (this.#fullSyncDue()) {
+    const waiting = this.#schedule.retryAt > Date.now();
+    if (waiting) {
+      // a stopped worker was waiting out a backoff: show it, and keep waiting
+      const { state, transport, lastError, retryAt } = this.#schedule;
+      this.#setStatus({ state, transport, lastError, nextRetryAt: retryAt });
+    }
+    if (this.#fullSyncDue() && !waiting) {
       try {
         await this.fullSync();
       } catch (error) {
-        this.#setStatus({ state: 'offline', lastError: String(error) });
+        this.#setStatus({ state: 'offline', lastError: this.#plain(error) });
       }
     }
     this.#scheduleFullSync();
     this.#loop = this.#liveLoop().catch((error) => {
-      this.#setStatus({ state: 'offline', transport: null, lastError: String(error) });
+      this.#setStatus({ state: 'offline', transport: null, lastError: this.#plain(error) });
     });
-    if (this.#pendingVotes) this.flushVotes();
+    if (this.#pendingVotes) {
+      const due = this.#schedule.voteRetryAt;
+      if (due > Date.now()) this.#scheduler.at('votes', due, () => this.flushVotes());
+      else this.flushVotes();
+    }
+  }
+
+  /**
+   * Forward `chrome.alarms.onAlarm` here (register that listener synchronously at the top
+   * level of the service worker, and start the client before calling this). Alarms of other
+   * names are ignored.
+   * @param {{name: string, scheduledTime?: number}} alarm
+   * @returns {boolean} whether the alarm was the client's.
+   */
+  onAlarm(alarm) {
+    return this.#scheduler.onAlarm(alarm);
   }
 
   /** Close the live connection, stop every timer and close the database. */
@@ -414,9 +613,8 @@ export class RealTubeLive extends EventTarget {
     globalThis.removeEventListener?.('online', this.#onOnline);
     this.#closeLive?.();
     this.#wakeAll();
-    for (const timer of [this.#voteTimer, this.#fullTimer, this.#lookupTimer]) {
-      if (timer) clearTimeout(timer);
-    }
+    this.#scheduler.cancelAll();
+    if (this.#lookupTimer) clearTimeout(this.#lookupTimer);
     await this.#loop;
     await this.#chain.catch(() => {});
     await this.#flushing;
@@ -658,10 +856,7 @@ export class RealTubeLive extends EventTarget {
   // -- internals: votes ------------------------------------------------------------------------
 
   async #flushVotes() {
-    if (this.#voteTimer) {
-      clearTimeout(this.#voteTimer);
-      this.#voteTimer = null;
-    }
+    this.#scheduler.cancel('votes');
     do {
       this.#flushAgain = false;
       if (!this.#db || !(await this.#flushQueue())) return;
@@ -696,7 +891,9 @@ export class RealTubeLive extends EventTarget {
         error = `${failure.code}: ${failure.message}`; // never valid: drop it
       }
       await this.#deleteVoteIfUnchanged(pending);
-      this.#voteAttempt = 0;
+      if (this.#schedule.voteAttempt || this.#schedule.voteRetryAt) {
+        await this.#saveSchedule({ voteAttempt: 0, voteRetryAt: 0 });
+      }
       this.dispatchEvent(
         new CustomEvent('vote', {
           detail: {
@@ -725,89 +922,171 @@ export class RealTubeLive extends EventTarget {
     this.#setStatus({});
   }
 
+  /** Send the queue again after a backoff (or the server's `Retry-After`), also after a
+   * worker restart (the due time is stored). */
   #retryVotesLater(retryAfterSeconds) {
-    if (!this.#running || this.#voteTimer) return;
+    if (!this.#running || this.#scheduler.has('votes')) return;
     const { backoffInitialMs, backoffMaxMs } = this.#opts;
+    const attempt = this.#schedule.voteAttempt;
     const delay =
       retryAfterSeconds != null
-        ? retryAfterSeconds * 1000
-        : backoffDelay(this.#voteAttempt++, backoffInitialMs, backoffMaxMs);
-    this.#voteTimer = setTimeout(() => {
-      this.#voteTimer = null;
-      this.flushVotes();
-    }, delay);
+        ? retryAfterSeconds * 1000 + Math.random() * RETRY_AFTER_JITTER_MS
+        : backoffDelay(attempt, backoffInitialMs, backoffMaxMs);
+    const due = Date.now() + delay;
+    this.#scheduler.at('votes', due, () => this.flushVotes());
+    this.#saveSchedule({ voteAttempt: attempt + 1, voteRetryAt: due }).catch(() => {});
   }
 
   // -- internals: the live loop ----------------------------------------------------------------
 
   /**
-   * Keep a live transport up: WebSocket, else SSE; with neither, poll deltas every
-   * `deltaIntervalMs` and keep retrying live with backoff.
+   * Keep a live transport up (docs/protocol.md section 7): WebSocket, else SSE (each after
+   * {@link FALLBACK_AFTER} attempts in a row without a welcome, or at once after an answer
+   * that will not change); with neither, poll deltas every `deltaIntervalMs` and retry live
+   * with backoff. The backoff and the time of the next try are stored, so a service worker
+   * started again goes on waiting instead of retrying at once.
    */
   async #liveLoop() {
     const kinds = ['ws', 'sse'].filter((k) => this.#opts.transports.includes(k));
-    let failures = 0;
+    if (this.#schedule.retryAt > Date.now()) await this.#sleep(this.#schedule.retryAt - Date.now());
+    let index = 0; // the transport tried now; kinds.length: none works, poll
+    let misses = 0; // attempts in a row on it that got no welcome
     while (this.#running) {
       if (!this.#state.epoch) {
         // nothing to resume from: the full sync must succeed first
         try {
           await this.fullSync();
         } catch (error) {
-          this.#setStatus({ state: 'offline', transport: null, lastError: String(error) });
-          await this.#sleep(this.#backoff(failures++));
+          const lastError = this.#plain(error);
+          this.#setStatus({ state: 'offline', transport: null, lastError });
+          await this.#retryLater(this.#backoff(this.#schedule.failures), { failed: true });
           continue;
         }
       }
-      let outcome = null;
-      for (const kind of kinds) {
-        if (!this.#running) return;
-        this.#setStatus({ state: 'connecting', transport: kind });
-        outcome = kind === 'ws' ? await this.#runWebSocket() : await this.#runSse();
-        // a resync answer (sent instead of a welcome) also proves the transport works
-        if (outcome.welcomed || outcome.resync) break;
+      if (index >= kinds.length) {
+        await this.#pollRound(kinds.length > 0);
+        index = 0;
+        misses = 0;
+        continue;
       }
+      const kind = kinds[index];
+      this.#setStatus({ state: 'connecting', transport: kind, nextRetryAt: null });
+      const outcome = kind === 'ws' ? await this.#runWebSocket() : await this.#runSse();
       if (!this.#running) return;
-      if (outcome?.resync) {
-        await this.#fullSyncOrWait(failures);
+      if (outcome.resync) {
+        if (outcome.resyncAfterMs) await this.#retryLater(outcome.resyncAfterMs);
+        await this.#fullSyncOrWait();
         // a full-sync document older than the server's log (it is rebuilt periodically)
         // would be answered with resync again: back off instead of spinning
         const stale = outcome.resyncEpoch && outcome.resyncEpoch !== this.#state.epoch;
-        failures = stale ? failures + 1 : 0;
-        if (stale) await this.#sleep(this.#backoff(failures));
+        if (stale) await this.#retryLater(this.#backoff(this.#schedule.failures), { failed: true });
+        else await this.#saveSchedule({ failures: 0 });
         continue;
       }
-      if (outcome?.welcomed) {
+      if (outcome.overloaded) {
+        // the server sheds load: wait as told, then the same transport again
+        this.#setStatus({ lastError: 'The server is busy; it asked to come back later' });
+        await this.#retryLater(outcome.retryAfterMs ?? this.#backoff(this.#schedule.failures));
+        continue;
+      }
+      if (outcome.fatal) {
+        index += 1; // this transport cannot work here: the next one, at once
+        misses = 0;
+        continue;
+      }
+      if (outcome.welcomed) {
         // a session that ended soon after its welcome counts as a failure, so an instance
         // that accepts and drops connections is not hammered
         const stable = Date.now() - outcome.welcomedAt >= STABLE_SESSION_MS;
-        failures = stable && !outcome.failed ? 0 : failures + 1;
+        const failures = stable && !outcome.failed ? 0 : this.#schedule.failures + 1;
+        await this.#saveSchedule({ failures });
+        index = 0; // (from SSE: back to WebSocket first)
+        misses = 0;
         if (outcome.retryAfterMs != null) {
           this.#setStatus({ state: 'connecting' });
-          await this.#sleep(outcome.retryAfterMs);
+          await this.#retryLater(outcome.retryAfterMs);
           continue;
         }
         if (outcome.immediate && failures < 3) continue;
         this.#setStatus({ state: 'connecting' });
-        await this.#sleep(this.#backoff(failures));
+        await this.#retryLater(this.#backoff(failures));
         continue;
       }
-      // no live transport: poll while waiting to retry
-      const delay = this.#backoff(failures++);
-      const polled = await this.#pollIfDue();
-      const nextPoll = this.#state.syncedAt + this.#opts.deltaIntervalMs - Date.now();
-      const canPoll = this.#opts.transports.includes('poll');
-      await this.#sleep(canPoll && polled !== false ? Math.min(delay, nextPoll) : delay);
+      misses += 1;
+      if (misses >= FALLBACK_AFTER) {
+        index += 1;
+        misses = 0;
+      } else {
+        await this.#retryLater(this.#backoff(this.#schedule.failures));
+      }
     }
   }
 
+  /**
+   * No live transport works: poll if due, then wait for the next poll or the next live
+   * attempt (backoff), whichever comes first.
+   * @param {boolean} liveWanted Whether a live transport is to be retried at all.
+   */
+  async #pollRound(liveWanted) {
+    const polled = await this.#pollIfDue();
+    const canPoll = this.#opts.transports.includes('poll');
+    const nextPoll = this.#state.syncedAt + this.#opts.deltaIntervalMs - Date.now();
+    if (!liveWanted) {
+      // polling only: the next poll, or a backoff when the server could not be reached
+      const failed = polled === false;
+      if (polled === true && this.#schedule.failures) await this.#saveSchedule({ failures: 0 });
+      const delay = failed ? this.#backoff(this.#schedule.failures) : nextPoll;
+      await this.#retryLater(delay, { failed });
+      return;
+    }
+    const delay = this.#backoff(this.#schedule.failures);
+    await this.#retryLater(canPoll && polled !== false ? Math.min(delay, nextPoll) : delay, {
+      failed: true,
+    });
+  }
+
+  /**
+   * Wait `ms` before the next attempt, visibly (`nextRetryAt`) and durably (a restarted
+   * worker waits out the rest).
+   * @param {number} ms
+   * @param {{failed?: boolean}} [options] `failed`: count a failed round (grows the backoff).
+   */
+  async #retryLater(ms, { failed = false } = {}) {
+    if (!this.#running) return;
+    const retryAt = Date.now() + Math.max(0, ms);
+    const { state, transport, lastError } = this.#status;
+    const failures = this.#schedule.failures + (failed ? 1 : 0);
+    this.#setStatus({ nextRetryAt: retryAt });
+    await this.#saveSchedule({ failures, retryAt, state, transport, lastError }).catch(() => {});
+    await this.#sleep(retryAt - Date.now());
+    if (this.#status.nextRetryAt === retryAt) this.#setStatus({ nextRetryAt: null });
+  }
+
   /** Full sync; on failure wait a backoff so the loop does not spin. */
-  async #fullSyncOrWait(failures) {
+  async #fullSyncOrWait() {
     try {
       await this.fullSync();
     } catch (error) {
-      this.#setStatus({ state: 'offline', lastError: String(error) });
-      await this.#sleep(this.#backoff(failures));
+      this.#setStatus({ state: 'offline', lastError: this.#plain(error) });
+      await this.#retryLater(this.#backoff(this.#schedule.failures), { failed: true });
     }
+  }
+
+  /**
+   * Store schedule changes (a key of its own in `sync_state`, apart from the cursor).
+   * @param {Partial<Schedule>} changes
+   */
+  async #saveSchedule(changes) {
+    this.#schedule = { ...this.#schedule, ...changes };
+    if (!this.#db) return;
+    const tx = this.#db.transaction(STORES.state, 'readwrite');
+    tx.objectStore(STORES.state).put(this.#schedule, SCHEDULE_KEY);
+    await transactionDone(tx);
+  }
+
+  /** @param {unknown} error @returns {string} */
+  #plain(error) {
+    return plainError(error, this.#opts.baseUrl);
   }
 
   /**
@@ -830,7 +1109,7 @@ export class RealTubeLive extends EventTarget {
       if (this.#pendingVotes) this.flushVotes();
       return true;
     } catch (error) {
-      this.#setStatus({ state: 'offline', transport: null, lastError: String(error) });
+      this.#setStatus({ state: 'offline', transport: null, lastError: this.#plain(error) });
       return false;
     }
   }
@@ -909,7 +1188,13 @@ export class RealTubeLive extends EventTarget {
       };
       socket.onclose = (event) => {
         if (event.code === 4000) outcome.resync = true;
-        if (event.code === 4001) outcome.failed = true; // protocol error: back off
+        // policy, too large, protocol error: retrying this transport cannot help
+        if ([1008, 1009, 4001].includes(event.code)) outcome.fatal = true;
+        if (event.code === 1013) outcome.overloaded = true; // after its notice, or backoff
+        if (!outcome.welcomed && !outcome.resync && !outcome.overloaded && !outcome.fatal) {
+          // a refused handshake (403, 429, 503) looks the same as no server to a page
+          this.#status.lastError = `The live connection (WebSocket) to ${this.#opts.baseUrl} failed`;
+        }
         finish();
       };
     });
@@ -950,7 +1235,7 @@ export class RealTubeLive extends EventTarget {
         () => watch.alive(),
       );
     } catch (error) {
-      if (!controller.signal.aborted) this.#status.lastError = String(error);
+      if (!controller.signal.aborted) this.#sseRefused(error, outcome);
     } finally {
       watch.stop();
       this.#closeLive = null;
@@ -959,12 +1244,34 @@ export class RealTubeLive extends EventTarget {
   }
 
   /**
+   * Classify a failed SSE request: `Retry-After` on 503/429 (the server sheds load: wait,
+   * same transport), an answer that will not change (400, 401, 403, 404: next transport at
+   * once), anything else (a miss: backoff, fall back after two).
+   * @param {unknown} error
+   * @param {LiveOutcome} outcome
+   */
+  #sseRefused(error, outcome) {
+    this.#status.lastError = this.#plain(error);
+    if (!(error instanceof HttpError)) return;
+    if ((error.status === 503 || error.status === 429) && error.retryAfter != null) {
+      outcome.overloaded = true;
+      outcome.retryAfterMs = error.retryAfter * 1000 + Math.random() * RETRY_AFTER_JITTER_MS;
+    } else if ([400, 401, 403, 404].includes(error.status)) {
+      outcome.fatal = true;
+    }
+  }
+
+  /**
    * @typedef {object} LiveOutcome
    * @property {boolean} welcomed The server welcomed us (the transport works).
    * @property {number} [welcomedAt] When (epoch ms).
    * @property {boolean} resync The server asked for a full sync.
    * @property {string} [resyncEpoch] The server's epoch, as its resync frame said.
-   * @property {number|null} retryAfterMs The instance went away: reconnect after this.
+   * @property {number|null} retryAfterMs The instance went away, or is overloaded:
+   *   reconnect after this.
+   * @property {number} [resyncAfterMs] Wait this before the full sync a resync asks for.
+   * @property {boolean} [overloaded] The server sheds load: wait, then the same transport.
+   * @property {boolean} [fatal] This transport cannot work here: the next one at once.
    * @property {boolean} [failed] Ended by an error worth backing off for.
    * @property {boolean} [immediate] Reconnect at once (a hole to fill, an upgrade to try).
    */
@@ -1012,15 +1319,18 @@ export class RealTubeLive extends EventTarget {
       case 'resync':
         outcome.resync = true;
         outcome.resyncEpoch = message.epoch;
+        outcome.resyncAfterMs = message.retryAfterMs ?? 0;
         if (kind === 'sse') close(); // the stream ends too; do not wait for it
         break;
       case 'reconnect':
         outcome.retryAfterMs = message.retryAfterMs ?? 0;
+        if (message.reason === 'overloaded') outcome.overloaded = true;
         if (kind === 'sse') close();
         break;
       case 'error':
         outcome.failed = true;
-        this.#status.lastError = `${message.code}: ${message.message}`;
+        if (message.code !== 'IDLE') outcome.fatal = true; // the others repeat on retry
+        this.#status.lastError = `The server closed the live connection (${message.code}: ${message.message})`;
         break;
       default:
         break;
@@ -1029,14 +1339,14 @@ export class RealTubeLive extends EventTarget {
 
   /**
    * Timers of one live session: no welcome within `connectTimeoutMs`, or silence for 2.5
-   * heartbeats, closes it; an SSE session may be ended to retry WebSocket.
+   * heartbeats, closes it; an SSE session may be ended to retry WebSocket. Every sign of
+   * life of a welcomed session also renews the watch alarm (see {@link #renewWatch}).
    * @param {() => void} close
    * @param {LiveOutcome} outcome
    */
   #watchdog(close, outcome) {
     let last = Date.now();
     let limit = this.#opts.connectTimeoutMs;
-    let upgradeTimer = null;
     const timer = setInterval(
       () => {
         if (Date.now() - last > limit) {
@@ -1049,19 +1359,40 @@ export class RealTubeLive extends EventTarget {
     return {
       alive: () => {
         last = Date.now();
+        if (outcome.welcomed) this.#renewWatch();
       },
       welcomed: (heartbeatSeconds) => {
         last = Date.now();
         limit = Math.max(1000, 2.5 * (heartbeatSeconds ?? 20) * 1000);
+        this.#renewWatch(true);
       },
       upgradeAfter: (ms, fn) => {
-        upgradeTimer = setTimeout(fn, ms);
+        this.#scheduler.at('upgrade', Date.now() + ms, fn);
       },
       stop: () => {
         clearInterval(timer);
-        if (upgradeTimer) clearTimeout(upgradeTimer);
+        this.#scheduler.cancel('upgrade');
+        if (outcome.welcomed) this.#scheduler.cancel('watch');
+        this.#watchRenewedAt = 0;
       },
     };
+  }
+
+  /**
+   * While live in a service worker: move the alarm `<prefix>watch` to
+   * `min(deltaIntervalMs, 60 s)` from now, at most every few seconds. Two jobs: the call is
+   * an extension API call, which keeps the worker from being stopped while an SSE stream
+   * is up (a streamed `fetch` alone does not; a WebSocket's messages do, since Chrome 116);
+   * and should the worker be stopped anyway, the alarm starts it again, and it resumes from
+   * its cursor, so the data is never older than the polling period. No-op in a page.
+   * @param {boolean} [force] Renew now (a new session).
+   */
+  #renewWatch(force = false) {
+    const period = Math.min(this.#opts.deltaIntervalMs, 60_000);
+    const now = Date.now();
+    if (!force && now - this.#watchRenewedAt < Math.min(WATCH_RENEW_MS, period / 3)) return;
+    this.#watchRenewedAt = now;
+    this.#scheduler.alarm('watch', now + period);
   }
 
   /** The `hello` frame: our cursor and subscription. */
@@ -1136,27 +1467,30 @@ export class RealTubeLive extends EventTarget {
   }
 
   /**
-   * Arm the timer of the next periodic full sync (due `fullSyncIntervalMs` after the last
-   * one; a failed attempt is retried after a backoff-sized pause, not a whole interval).
+   * Schedule the next periodic full sync (due `fullSyncIntervalMs` after the last one, not
+   * before a stored live retry time; a failed attempt is retried after a backoff-sized
+   * pause, not a whole interval). A stopped worker finds it due on its next start.
    * @param {number} [delay] ms; default: when the last full sync becomes due.
    */
   #scheduleFullSync(delay) {
     if (!this.#running) return;
-    const due = delay ?? this.#state.fullSyncAt + this.#opts.fullSyncIntervalMs - Date.now();
-    this.#fullTimer = setTimeout(
-      async () => {
-        this.#fullTimer = null;
-        if (!this.#running) return;
-        try {
-          if (this.#fullSyncDue()) await this.fullSync();
-          this.#scheduleFullSync();
-        } catch (error) {
-          this.#status.lastError = String(error);
-          this.#scheduleFullSync(this.#backoff(5));
-        }
-      },
-      Math.max(0, Math.min(due, 2 ** 31 - 1)),
-    );
+    const due =
+      delay !== undefined
+        ? Date.now() + delay
+        : Math.max(
+            this.#state.fullSyncAt + this.#opts.fullSyncIntervalMs,
+            this.#schedule.retryAt,
+          );
+    this.#scheduler.at('full', due, async () => {
+      if (!this.#running) return;
+      try {
+        if (this.#fullSyncDue()) await this.fullSync();
+        this.#scheduleFullSync();
+      } catch (error) {
+        this.#status.lastError = this.#plain(error);
+        this.#scheduleFullSync(this.#backoff(5));
+      }
+    });
   }
 
   // -- internals: lookups ----------------------------------------------------------------------
@@ -1288,16 +1622,19 @@ export class RealTubeLive extends EventTarget {
     return backoffDelay(attempt, this.#opts.backoffInitialMs, this.#opts.backoffMaxMs);
   }
 
-  /** Sleep `ms`, or less when woken (stop, `online`). */
+  /**
+   * Sleep `ms`, or less when woken (stop, `online`). Through the scheduler: in a service
+   * worker an alarm `<prefix>live` starts the worker again if Chrome stopped it meanwhile.
+   */
   #sleep(ms) {
     if (!this.#running) return Promise.resolve();
     return new Promise((resolve) => {
       const wake = () => {
-        clearTimeout(timer);
+        this.#scheduler.cancel('live');
         this.#sleepers.delete(wake);
         resolve();
       };
-      const timer = setTimeout(wake, Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+      this.#scheduler.at('live', Date.now() + Math.max(0, ms), wake);
       this.#sleepers.add(wake);
     });
   }
