@@ -4,7 +4,8 @@ A herd of clients coming back from a stopped instance resumes from the same or n
 cursors. Read and encoded per client, its replay cost one storage read and one encoding per
 client and page; here the log is cut into fixed pages (seqs ``k*PAGE+1 .. (k+1)*PAGE``) and
 a client's gap into the same pages (its first page starts at its cursor, its last ends at
-the hub's head when it registered), so clients share:
+the hub's head when it registered, cut before its last few seqs so that clients registered
+at nearby heads share most of it: ``frame_end``), so clients share:
 
 - the page's deltas, read once from storage (the Redis recent store, PostgreSQL only for
   what it no longer holds) by the first client that needs them while the others wait for
@@ -35,11 +36,25 @@ from realtube_push.push.protocol import Subscription
 from realtube_push.services import Services
 
 PAGE = 1_000
+# The gap's last page ends at the hub's head, which moves with every batch: clients that
+# registered at different heads would share nothing of it. It is cut at the last multiple
+# of TAIL_STEP instead, and only the few seqs past that make a frame of their own.
+TAIL_STEP = 64
 MAX_PAGES = 32  # a page of deltas: ~1 MB at 1,000 deltas
 MAX_FRAMES = 128
 TTL_SECONDS = 30.0
 
 FrameKey = tuple[str, int, int, Subscription]
+
+
+def frame_end(after: int, upto: int, page: int = PAGE) -> int:
+    """Where the replay frame that starts after seq ``after`` ends (``upto`` at most): at
+    the end of its page, or in the gap's last page before its tail (see ``TAIL_STEP``)."""
+    end = (after // page + 1) * page
+    if end <= upto:
+        return end
+    tail = upto - upto % TAIL_STEP
+    return tail if tail > after else upto
 
 
 @dataclass(slots=True)
@@ -78,13 +93,12 @@ class ReplayCache:
         self._frames: OrderedDict[FrameKey, tuple[Frame, float]] = OrderedDict()
         self._reading: dict[tuple[str, int], anyio.Lock] = {}
 
-    def page_end(self, after: int, upto: int) -> int:
-        """Where the replay page that starts after seq ``after`` ends (``upto`` at most)."""
-        return min(upto, (after // self.page + 1) * self.page)
-
-    async def frame(self, epoch: str, after: int, upto: int, subscription: Subscription) -> Frame:
-        """The frame of seqs ``after+1 .. upto`` (within one page, see ``page_end``) for
-        ``subscription``. ``LookupError`` when the log no longer holds them all."""
+    async def frame(
+        self, epoch: str, after: int, upto: int, subscription: Subscription, *, reach: int
+    ) -> Frame:
+        """The frame of seqs ``after+1 .. upto`` (within one page, see ``frame_end``) for
+        ``subscription``; the client's replay goes on to ``reach``, so a read of this page
+        takes that much of it too. ``LookupError`` when the log no longer holds them all."""
         metrics = self._svc.metrics
         now = time.monotonic()
         self._expire(now)
@@ -94,7 +108,7 @@ class ReplayCache:
             metrics.live_replay_pages.labels("shared").inc()
             metrics.live_replay_frames.labels("shared").inc()
             return cached[0]
-        deltas = await self._deltas(epoch, after, upto)
+        deltas = await self._deltas(epoch, after, upto, reach)
         cached = self._frames.get(key)  # built by another client while this one waited
         if cached is not None:
             metrics.live_replay_frames.labels("shared").inc()
@@ -106,8 +120,9 @@ class ReplayCache:
         metrics.live_replay_frames.labels("built").inc()
         return frame
 
-    async def _deltas(self, epoch: str, after: int, upto: int) -> list[Delta]:
-        """Seqs ``after+1 .. upto`` from the shared page, read (once) if it lacks them."""
+    async def _deltas(self, epoch: str, after: int, upto: int, reach: int) -> list[Delta]:
+        """Seqs ``after+1 .. upto`` from the shared page, read (once, as far as ``reach``
+        within the page) if it lacks them."""
         key = (epoch, after // self.page)
         page = self._pages.get(key)
         if page is not None and page.end >= upto:
@@ -116,12 +131,12 @@ class ReplayCache:
         lock = self._reading.setdefault(key, anyio.Lock())
         try:
             async with lock:
-                return await self._read(key, after, upto)
+                return await self._read(key, after, upto, reach)
         finally:
             if not lock.locked() and not lock.statistics().tasks_waiting:
                 self._reading.pop(key, None)
 
-    async def _read(self, key: tuple[str, int], after: int, upto: int) -> list[Delta]:
+    async def _read(self, key: tuple[str, int], after: int, upto: int, reach: int) -> list[Delta]:
         """Under the page's lock: what another reader may have read meanwhile, else a read
         from the page's start (or what is kept of it) so that later clients find it too."""
         metrics = self._svc.metrics
@@ -132,8 +147,9 @@ class ReplayCache:
         epoch, number = key
         start = number * self.page
         begin = page.end if page is not None else start
+        end = max(upto, min(reach, start + self.page))
         try:
-            more, source = await read_range_from(self._svc, epoch, begin, upto)
+            more, source = await read_range_from(self._svc, epoch, begin, end)
         except LookupError:
             if begin >= after:
                 raise
@@ -145,7 +161,7 @@ class ReplayCache:
         metrics.live_replay_pages.labels(source).inc()
         # a new list: slices handed out of the old one stay as they were
         kept = page.deltas if page is not None else []
-        page = _Page(start, upto, kept + more, time.monotonic())
+        page = _Page(start, end, kept + more, time.monotonic())
         self._pages.pop(key, None)
         self._pages[key] = page
         while len(self._pages) > self._max_pages:

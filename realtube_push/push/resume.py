@@ -15,6 +15,7 @@ from typing import Any
 from realtube_push.push import protocol
 from realtube_push.push.context import LiveServices
 from realtube_push.push.protocol import Hello
+from realtube_push.push.replay import frame_end
 from realtube_push.push.session import Session
 from realtube_push.push.transport import count_written
 
@@ -93,8 +94,10 @@ async def replay(svc: LiveServices, session: Session, start: Start) -> AsyncIter
     after = start.replay_after
     try:
         while after < start.replay_upto:
-            upto = cache.page_end(after, start.replay_upto)
-            frame = await cache.frame(session.epoch, after, upto, session.subscription)
+            upto = frame_end(after, start.replay_upto, cache.page)
+            frame = await cache.frame(
+                session.epoch, after, upto, session.subscription, reach=start.replay_upto
+            )
             yield frame.encoded(session.codec)
             count_written(svc.metrics, frame.size)
             after = upto
