@@ -72,7 +72,9 @@ class ServerProcess:
 
 
 def start_server(st: Stack, *, args: list[str] | None = None, **env: str) -> ServerProcess:
-    """``realtube-push serve`` (or ``args``) with benchmark settings; waits until ready."""
+    """``realtube-push serve`` (or ``args``) with benchmark settings; waits until ready.
+    ``BENCH_SERVER_TREE`` (a checkout of another commit) runs that commit's server instead:
+    a baseline in the same run."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -88,7 +90,7 @@ def start_server(st: Stack, *, args: list[str] | None = None, **env: str) -> Ser
     log = tempfile.NamedTemporaryFile(prefix="rt-bench-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         args or [sys.executable, "-m", "realtube_push", "serve"],
-        cwd=REPO,
+        cwd=os.environ.get("BENCH_SERVER_TREE", REPO),
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -239,3 +241,23 @@ async def pg_activity(database_url: str) -> dict[str, float]:
         return {k: (float(v) if v is not None else float("nan")) for k, v in row.items()}
     finally:
         await conn.close()
+
+
+def server_trees(baseline: str | None) -> dict[str, str | None]:
+    """The servers to measure run for run: this checkout's, and ``baseline``'s if given
+    (an earlier commit unpacked in a directory, e.g. with ``git archive``)."""
+    return {"current": None} | ({"baseline": baseline} if baseline else {})
+
+
+@contextlib.contextmanager
+def server_tree(tree: str | None) -> Iterator[None]:
+    """``start_server`` runs the server of ``tree`` (None: this checkout) meanwhile."""
+    before = os.environ.pop("BENCH_SERVER_TREE", None)
+    if tree:
+        os.environ["BENCH_SERVER_TREE"] = tree
+    try:
+        yield
+    finally:
+        os.environ.pop("BENCH_SERVER_TREE", None)
+        if before is not None:
+            os.environ["BENCH_SERVER_TREE"] = before

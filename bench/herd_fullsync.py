@@ -14,7 +14,8 @@ their old ETag is of the previous epoch). Two targets, each with fresh instances
 Printed per run: seconds until every client has its whole answer, per-request p50/p99,
 answers by status (5xx must be 0) and connection failures, bytes per answer, the instances'
 peak RSS (and nginx workers'), the instances' CPU, PostgreSQL transactions during the herd,
-nginx's cache statuses. Then medians per target. Uses DATABASE_URL/REDIS_URL when set, else
+nginx's cache statuses. Then medians per target. ``--baseline-tree DIR`` measures an
+earlier commit's server as well, run for run. Uses DATABASE_URL/REDIS_URL when set, else
 an embedded stack in a temp dir.
 """
 
@@ -42,6 +43,8 @@ from bench.harness import (
     percentile,
     pg_activity,
     raise_fd_limit,
+    server_tree,
+    server_trees,
     stack,
     start_server,
 )
@@ -180,6 +183,9 @@ async def main() -> None:
     parser.add_argument("--targets", nargs="+", default=["direct", "nginx"])
     parser.add_argument("--processes", default="1", help="WEB_CONCURRENCY (direct)")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--baseline-tree", help="a checkout of an earlier commit: its server is measured too"
+    )
     args = parser.parse_args()
     raise_fd_limit()
     with stack() as st:
@@ -190,16 +196,22 @@ async def main() -> None:
             await conn.close()
         await seed(st.database_url, args.videos)
         runs: list[dict] = []
+        servers = server_trees(args.baseline_tree)
         for _ in range(args.repeat):
             for target in args.targets:
-                result = await (run_direct if target == "direct" else run_nginx)(st, args)
-                print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
-                runs.append(result)
+                for name, tree in servers.items():
+                    with server_tree(tree):
+                        run = run_direct if target == "direct" else run_nginx
+                        result = {"server": name} | await run(st, args)
+                    print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+                    runs.append(result)
         for target in args.targets:
-            mine = [r for r in runs if r["target"] == target]
-            keys = [k for k, v in mine[0].items() if isinstance(v, int | float)]
-            med = {k: statistics.median(r[k] for r in mine) for k in keys}
-            print(f"median target={target} " + " ".join(f"{k}={v}" for k, v in med.items()))
+            for name in servers:
+                mine = [r for r in runs if r["target"] == target and r["server"] == name]
+                keys = [k for k, v in mine[0].items() if isinstance(v, int | float)]
+                med = {k: statistics.median(r[k] for r in mine) for k in keys}
+                print(f"median server={name} target={target} "
+                      + " ".join(f"{k}={v}" for k, v in med.items()), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ reads of the sync log, statements if ``pg_stat_statements`` is loaded) next to t
 span of votes alone measured just before, handshakes shed (503 / close 1013) as the clients
 saw them, B's live counters that moved, and deltas missing (must be 0): holes between
 frames, plus the head minus each client's final cursor. Then medians per (N, signal).
+``--baseline-tree DIR`` (e.g. ``git archive`` of an earlier commit unpacked there) measures
+that commit's server as well, alternating run for run with the current one.
 Uses DATABASE_URL/REDIS_URL when set, else an embedded stack in a temp dir.
 """
 
@@ -45,6 +47,8 @@ from bench.harness import (
     raise_fd_limit,
     rss_kib,
     scrape_metrics,
+    server_tree,
+    server_trees,
     stack,
     start_server,
 )
@@ -258,20 +262,28 @@ async def main() -> None:
     parser.add_argument("--processes", default="1", help="WEB_CONCURRENCY of each instance")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--baseline-tree",
+        help="a checkout of an earlier commit: its server is measured too, run for run",
+    )
     args = parser.parse_args()
     raise_fd_limit()
+    servers = server_trees(args.baseline_tree)
     with stack() as st:
         for n in args.clients:
             for sig in args.signals:
-                runs = []
+                runs: dict[str, list[dict]] = {name: [] for name in servers}
                 for _ in range(args.repeat):
-                    result = await one_run(st, n, sig, args)
-                    print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
-                    runs.append(result)
-                if len(runs) > 1:
-                    med = {k: statistics.median(r[k] for r in runs) for k in NUMERIC}
-                    print(f"median clients={n} signal={sig} " + " ".join(
-                        f"{k}={v}" for k, v in med.items()), flush=True)  # fmt: skip
+                    for name, tree in servers.items():
+                        with server_tree(tree):
+                            result = {"server": name} | await one_run(st, n, sig, args)
+                        print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+                        runs[name].append(result)
+                for name, mine in runs.items():
+                    if len(mine) > 1:
+                        med = {k: statistics.median(r[k] for r in mine) for k in NUMERIC}
+                        print(f"median server={name} clients={n} signal={sig} " + " ".join(
+                            f"{k}={v}" for k, v in med.items()), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
