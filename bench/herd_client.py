@@ -70,7 +70,15 @@ class HerdClient:
     shed_503: int = 0
     shed_1013: int = 0
     reconnect_notices: int = 0
+    max_retry_after: float = 0.0  # s: the longest wait a notice or a 503 asked for
     resumes: dict[str, int] = field(default_factory=dict)
+    connection: HerdConnection | None = None
+
+    def hang_up(self) -> None:
+        """Close the current connection (the end of a run)."""
+        conn = self.connection
+        if conn is not None and conn.transport is not None:
+            conn.transport.close()
 
 
 class HerdConnection(Subscriber):
@@ -124,6 +132,7 @@ class HerdConnection(Subscriber):
         elif kind == "reconnect":
             c.reconnect_notices += 1
             self.retry_after = frame["retryAfterMs"] / 1000
+            c.max_retry_after = max(c.max_retry_after, self.retry_after)
         elif kind == "resync":
             c.resyncs += 1
             c.cursor = None  # a real client would full-sync here: its gap is not served
@@ -143,6 +152,7 @@ class HerdConnection(Subscriber):
                 name, _, value = line.partition(b":")
                 if name.strip().lower() == b"retry-after":
                     self.retry_after = float(value.strip()) + random.random()
+                    self.client.max_retry_after = max(self.client.max_retry_after, self.retry_after)
         if self.transport is not None:
             self.transport.close()
 
@@ -178,6 +188,7 @@ async def _connect(herd: Herd, client: HerdClient, conn: HerdConnection) -> None
     """Connect; return once welcomed or closed (or not connected at all)."""
     loop = asyncio.get_running_loop()
     client.connects += 1
+    client.connection = conn
     try:
         await loop.create_connection(
             lambda: conn, herd.host, herd.port, local_addr=(client.address, 0)

@@ -59,9 +59,10 @@ STATS_SETTLE = 1.5  # s: PostgreSQL backends report their statistics ~1 s after 
 LIVE_COUNTERS = r"realtube_live_|shed|replay|handshake"
 
 
-async def vote_stream(url: str, rate: float, stop: asyncio.Event) -> int:
-    """Votes on fresh videos at ``rate``/s until ``stop``; returns how many were answered."""
-    done = 0
+async def vote_stream(url: str, rate: float, stop: asyncio.Event) -> tuple[int, int]:
+    """Votes on fresh videos at ``rate``/s until ``stop``; returns how many were answered
+    with 200, and how many failed (an error status or no answer within 30 s)."""
+    done = failed = 0
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
     async with (
         httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client,
@@ -69,14 +70,17 @@ async def vote_stream(url: str, rate: float, stop: asyncio.Event) -> int:
     ):
 
         async def one(n: int) -> None:
-            nonlocal done
+            nonlocal done, failed
             body = {
                 "videoId": secrets.token_urlsafe(8)[:11],
                 "category": CATEGORIES[n % 5],
                 "userId": secrets.token_hex(32),
             }
-            (await client.post("/api/votes", json=body)).raise_for_status()
-            done += 1
+            try:
+                (await client.post("/api/votes", json=body)).raise_for_status()
+                done += 1
+            except httpx.HTTPError:
+                failed += 1
 
         start, n = time.monotonic(), 0
         while not stop.is_set():
@@ -87,7 +91,7 @@ async def vote_stream(url: str, rate: float, stop: asyncio.Event) -> int:
                 continue
             tg.create_task(one(n))
             n += 1
-    return done
+    return done, failed
 
 
 async def head_of(herd: Herd, port: int) -> int:
@@ -128,11 +132,12 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
     clients = [HerdClient(source_address(i // args.per_address)) for i in range(n)]
     herd.restart_count(0.0, clients)
     stop_votes = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
     try:
         b = start_server(st, **env)
         ramp = asyncio.Semaphore(200)
         t0 = time.monotonic()
-        tasks = [asyncio.create_task(run_client(herd, c, ramp)) for c in clients]
+        tasks += [asyncio.create_task(run_client(herd, c, ramp)) for c in clients]
         await asyncio.wait_for(herd.all_live.wait(), 300)
         connect_s = time.monotonic() - t0
         votes = asyncio.create_task(vote_stream(b.url, args.rate, stop_votes))
@@ -164,18 +169,20 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         rss1 = rss_kib(b.process.pid)
         await asyncio.sleep(1)
         stop_votes.set()
-        voted = await votes
+        voted, vote_failures = await votes
         head = await settled_head(herd, b.port)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(c.cursor != head for c in clients):
             await asyncio.sleep(0.2)
-        herd.stopping = True
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         herd.stopping = True
         stop_votes.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for c in clients:
+            c.hang_up()
+        await asyncio.sleep(0.5)  # let the servers see them go: their stop need not wait
         a.stop()
         if b is not None:
             b.stop()
@@ -191,6 +198,7 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         "clients": n,
         "signal": sig,
         "connect_s": round(connect_s, 1),
+        "live_50_s": round(percentile(live, 50), 2) if len(live) >= 0.5 * n else float("nan"),
         "live_99_s": round(percentile(live, 99), 2) if len(live) >= 0.99 * n else float("nan"),
         "live_100_s": round(live[-1], 2) if len(live) == n else float("nan"),
         "live_clients": len(live),
@@ -221,9 +229,11 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         "shed_1013": sum(c.shed_1013 for c in clients),
         "failed_connects": sum(c.failed_connects for c in clients),
         "reconnect_notices": sum(c.reconnect_notices for c in clients),
+        "max_retry_after_s": max((c.max_retry_after for c in clients), default=0.0),
         "resumes": resumes,
         "resyncs": sum(c.resyncs for c in clients),
         "votes": voted,
+        "vote_failures": vote_failures,
         "deltas_missing": sum(c.missing for c in clients)
         + sum(head - (c.cursor if c.cursor is not None else 0) for c in clients),
         "overlapping_frames": sum(c.overlaps for c in clients),
@@ -233,6 +243,7 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
 
 
 NUMERIC = (
+    "live_50_s",
     "live_99_s",
     "live_100_s",
     "server_cpu_s",
