@@ -102,6 +102,7 @@ async def herd(
     context: ssl.SSLContext | None,
     args: argparse.Namespace,
     extra_rss: list[int],
+    proxy_pid: int | None = None,
 ) -> dict:
     """All clients connected, then one full sync each at the same instant."""
     start = asyncio.Event()
@@ -112,6 +113,8 @@ async def herd(
     await asyncio.sleep(max(2.0, args.clients / 1000))  # every connection open (and TLS done)
     pg0 = await pg_activity(st.database_url)
     cpu0 = sum(cpu_seconds(a.process.pid) for a in apps)
+    proxy0 = cpu_seconds(proxy_pid) if proxy_pid else 0.0
+    own0 = time.process_time()
     with contextlib.ExitStack() as sampling:
         peaks = [sampling.enter_context(PeakRss(a.process.pid)) for a in apps]
         t0 = time.monotonic()
@@ -119,6 +122,8 @@ async def herd(
         answers = await asyncio.gather(*tasks)
         elapsed = time.monotonic() - t0
     cpu = sum(cpu_seconds(a.process.pid) for a in apps) - cpu0
+    proxy = (cpu_seconds(proxy_pid) - proxy0) if proxy_pid else 0.0
+    own = time.process_time() - own0
     await asyncio.sleep(STATS_SETTLE)
     pg1 = await pg_activity(st.database_url)
     statuses = Counter(a.status for a in answers)
@@ -134,6 +139,11 @@ async def herd(
         "answer_kib": round(statistics.median(a.size for a in ok) / 1024, 1) if ok else 0,
         "app_peak_rss_mib": round(sum(p.peak for p in peaks) / 1024, 1),
         "app_cpu_s": round(cpu, 2),
+        "app_cpu_ms_per_sync": round(cpu * 1000 / max(len(answers), 1), 2),
+        "nginx_cpu_s": round(proxy, 2),
+        # the load generator reads every byte (and decrypts it through nginx): on a shared
+        # machine it, not the server, can set the time to serve all
+        "loadgen_cpu_s": round(own, 2),
         "pg_transactions": int(pg1["transactions"] - pg0["transactions"]),
         "extra_peak_rss_mib": round(max(extra_rss, default=0) / 1024, 1),
     }
@@ -168,7 +178,9 @@ async def run_nginx(st: Stack, args: argparse.Namespace) -> dict:
                 await asyncio.sleep(0.2)
 
         sampler = asyncio.create_task(sample())
-        result = await herd(st, apps, nginx.https_port, context, args, rss)
+        result = await herd(
+            st, apps, nginx.https_port, context, args, rss, proxy_pid=nginx.process.pid
+        )
         sampling = False
         await sampler
         _, cache, _ = access_log(nginx, offset)
