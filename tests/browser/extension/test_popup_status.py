@@ -1,0 +1,71 @@
+"""The popup: the worker's status in plain words, and whether there is a video to vote on."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.extension.pages import (
+    flag_video,
+    home_url,
+    open_popup,
+    screenshot_path,
+    watch_url,
+)
+from tests.browser.jsclient import in_full_sync, wait_until
+from tests.support import ids
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.browser
+
+
+def test_popup_says_live_and_offers_a_vote_on_the_open_video(extension, api_server, site_server):
+    flagged = "aI9xQw3LmZk"  # fixed: the screenshot stays the same
+    flag_video(api_server.url, flagged)
+    wait_until(lambda: in_full_sync(api_server.url, [flagged]), what="the score synced")
+    extension.wait_status(lambda s: s["state"] == "live" and s["cachedVideos"] == 1, what="live")
+    video = extension.context.new_page()
+    video.goto(watch_url(site_server.url, flagged, ids.channel_id()))
+
+    popup = open_popup(extension, video)
+
+    assert popup.locator("#state").inner_text() == "Live"
+    assert popup.locator("#transport").inner_text() == "live over a WebSocket"
+    assert popup.locator("#cached").inner_text() == "1"
+    assert popup.locator("#pending").inner_text() == "none"
+    assert popup.locator("#problem").is_hidden()
+    assert popup.locator("#vote-form").is_visible()
+    assert flagged in popup.locator("#video").inner_text()
+    popup.locator("body").screenshot(path=screenshot_path("popup.png"))
+
+
+def test_popup_on_a_page_without_a_video_says_so(extension, site_server):
+    home = extension.context.new_page()
+    home.goto(home_url(site_server.url, [(ids.video_id(), None)]))
+
+    popup = open_popup(extension, home)
+
+    assert popup.locator("#no-video").is_visible()
+    assert "not a YouTube video" in popup.locator("#no-video").inner_text()
+    assert popup.locator("#vote-form").is_hidden()
+
+
+def test_an_api_url_that_is_not_a_url_is_explained(extension):
+    extension.set_settings(apiBase="not a url")
+    extension.wait_status(lambda s: s["state"] == "error", what="the worker refusing the URL")
+
+    popup = open_popup(extension)
+
+    assert popup.locator("#state").inner_text() == "Not running"
+    assert "http:// or https://" in popup.locator("#problem").inner_text()
+
+
+def test_an_unreachable_server_is_explained(extension):
+    nobody = f"http://127.0.0.1:{free_port()}"
+    extension.set_settings(apiBase=nobody)
+    status = extension.wait_status(lambda s: s["lastError"] is not None, what="a failed attempt")
+    assert status["state"] != "live"
+
+    popup = open_popup(extension)
+
+    problem = popup.locator("#problem").inner_text()
+    assert problem.startswith(f"Cannot reach the server at {nobody}"), problem
