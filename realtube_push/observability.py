@@ -76,6 +76,15 @@ class Metrics:
         self.live_connections = Gauge(
             "realtube_live_connections", "Live connections", ["transport"], registry=r
         )
+        self.live_ws_sessions = Counter(
+            "realtube_live_ws_sessions_total",
+            "WebSocket sessions started, by how their frames are written: direct (straight to"
+            " the socket) or asgi (each through the server's ASGI send)",
+            ["write_mode"],
+            registry=r,
+        )
+        for mode in ("direct", "asgi"):  # both exported from the start, at 0
+            self.live_ws_sessions.labels(mode)
         self.live_published = Counter(
             "realtube_live_deltas_published_total", "Deltas received from the bus", registry=r
         )

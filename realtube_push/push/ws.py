@@ -22,7 +22,12 @@ import structlog
 
 from realtube_push.push import protocol, resume
 from realtube_push.push.context import LiveServices
-from realtube_push.push.direct import DirectSocket, decline_compression, socket_for
+from realtube_push.push.direct import (
+    DirectSocket,
+    decline_compression,
+    fail_with_close_code,
+    socket_for,
+)
 from realtube_push.push.protocol import Codec, Hello, ProtocolError
 from realtube_push.push.session import Session
 from realtube_push.push.transport import (
@@ -41,6 +46,7 @@ PATH = "/api/live/ws"
 WRITE_HIGH_WATER = 64 * 1024
 
 log = structlog.get_logger("realtube.ws")
+_modes_logged: set[str] = set()  # write modes this process has logged (``_direct_writer``)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -124,6 +130,7 @@ async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, 
         chosen = protocol.MSGPACK_SUBPROTOCOL if requested else None
     decline_compression(send)
     await send({"type": "websocket.accept", "subprotocol": chosen})
+    fail_with_close_code(send)
     settings = svc.settings
     try:
         with anyio.fail_after(settings.live_hello_timeout_seconds):
@@ -194,11 +201,33 @@ async def _stream(
         await _send(session, send, protocol.encode(start.welcome, session.codec))
         async for data in resume.replay(svc, session, start):
             await _send(session, send, data)
-    if sock is None or not svc.settings.live_direct_writes:
+    direct = _direct_writer(svc, sock)
+    if direct is None:
         return await _pull(svc, session, receive, send)
     session.on_written = partial(count_written, svc.metrics)
-    session.attach(sock)
+    session.attach(direct)
     return await _read(svc, session, receive)
+
+
+def _direct_writer(svc: LiveServices, sock: DirectSocket | None) -> DirectSocket | None:
+    """The socket this connection's frames go straight to, or None when they go through
+    ASGI; the write mode is counted per connection
+    (``realtube_live_ws_sessions_total{write_mode}``) and logged for the first connection of
+    each mode in the process, so a stack that silently lost the fast path shows it."""
+    if sock is not None and svc.settings.live_direct_writes:
+        mode, reason = "direct", "the socket is reachable"
+    elif sock is not None:
+        mode, reason = "asgi", "LIVE_DIRECT_WRITES is off"
+    else:
+        mode, reason = (
+            "asgi",
+            "the socket is out of reach (HTTP/2, another server or a wrapped send)",
+        )
+    svc.metrics.live_ws_sessions.labels(mode).inc()
+    if mode not in _modes_logged:
+        _modes_logged.add(mode)
+        log.info("ws_write_mode", write_mode=mode, reason=reason)
+    return sock if mode == "direct" else None
 
 
 async def _pull(svc: LiveServices, session: Session, receive: Receive, send: Send) -> bool:
