@@ -46,7 +46,7 @@ from realtube_push.api import (
 )
 from realtube_push.config import Settings
 from realtube_push.push import admin as live_admin
-from realtube_push.push import sse, ws
+from realtube_push.push import snapshots, sse, ws
 from realtube_push.push.bus import BusSubscriber
 from realtube_push.push.context import LiveServices, live_readiness
 from realtube_push.push.herd import HerdSpread
@@ -186,7 +186,7 @@ async def run(
                 await tg.start(svc.votes.run)
                 tg.start_soon(partial(svc.hub.run, sweep_seconds=_sweep_seconds(settings)))
                 tg.start_soon(BusSubscriber(svc, svc.hub).run)
-                tg.start_soon(live_admin.publish_stats, svc)
+                tg.start_soon(snapshots.publish_stats, svc)
                 tg.start_soon(_leave_on_stop, svc, stop)
             if on_ready is not None:
                 on_ready(svc)

@@ -7,7 +7,7 @@
 | ``prefix:{hashPrefix}``  | JSON list of the prefix's video objects | 5 min   |
 | ``ratelimit:{who}:{ep}`` | counter (see ``ratelimit.py``)          | window  |
 | ``sync:recent``          | recent deltas by seq (see ``push/bus``) | 48 h    |
-| ``admin:stats:{inst}``   | an instance's counters (``push/admin``) | 5 s     |
+| ``admin:stats:{inst}``   | an instance's counters (``push/snapshots``) | 5 s     |
 | ``admin:instances``      | instance -> last snapshot time          | none    |
 | ``admin:revoked:{sid}``  | logged-out admin session                | session |
 

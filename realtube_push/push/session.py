@@ -9,12 +9,10 @@ Promises:
   ``max_pending_deltas`` it is dropped and the client is told to resync;
 - a session ends with exactly one final frame (resync, reconnect or error) and close code.
 
-Two ways out. *Push mode* (``attach``): frames are written to a ``DirectSocket`` as they
-are offered, inside the hub's pass, with no task per connection; a frame waits in the queue
-only while the socket's buffer is above its high-water mark, and the final notice is handed
-to the connection (``on_final``) to send through ASGI. *Pull mode*: a writer task awaits
-``next_outgoing()`` (SSE, the admin stream, WebSocket where the socket is out of reach).
-Both choose what to send next with the same ``_ready``.
+Two ways out, behind one interface (``push/sinks.py``): a ``PushSink`` writes frames to the
+socket as they are offered, inside the hub's pass, with no task per connection; a ``PullSink``
+holds them for a writer task (SSE, the admin stream, WebSocket where the socket is out of
+reach). Both send what ``ready`` chooses, in the same order.
 
 Tricky case: the hub's merged batches and a resuming client's replay can overlap. The
 session remembers the last seq it accepted (``offered_to``) and trims anything at or below it,
@@ -24,17 +22,15 @@ so a delta is never sent twice and never skipped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
 from realtube_push.push import protocol
-from realtube_push.push.direct import DirectSocket
 from realtube_push.push.frames import Frame, conflate, empty_frame
-from realtube_push.push.framing import ws_message
 from realtube_push.push.protocol import Codec, Subscription
+from realtube_push.push.sinks import GONE, PullSink, Sink
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +86,13 @@ class Session:
     """State of one subscriber: subscription, cursor, bounded queue, final notice."""
 
     __slots__ = (
-        "_congested_since",
         "_counted",
-        "_detached",
         "_final",
         "_last_ping",
         "_last_sent",
         "_pong",
         "_queue",
-        "_sink",
         "_superseded_pings",
-        "_wake",
         "backlog",
         "client_ip",
         "closing",
@@ -110,12 +102,9 @@ class Session:
         "last_heard",
         "limits",
         "offered_to",
-        "on_final",
-        "on_stuck",
-        "on_written",
         "resync_reason",
-        "sending_since",
         "sent_to",
+        "sink",
         "slot_reserved",
         "stalled",
         "subscription",
@@ -131,6 +120,7 @@ class Session:
         client_ip: str,
         limits: SessionLimits,
         slot_reserved: bool = False,
+        sink: Sink | None = None,
     ) -> None:
         self.transport = transport
         self.codec = codec
@@ -138,8 +128,12 @@ class Session:
         self.client_ip = client_ip
         self.slot_reserved = slot_reserved  # its per-IP slot is held by the transport
         self.limits = limits
+        # where output goes: a writer task's (the default, and a WebSocket's until it is
+        # attached to its socket), then a socket's or, once the session left, nowhere
+        self.sink: Sink = sink if sink is not None else PullSink()
         self.conflated = 0  # deltas superseded by conflation (a metric when the session ends)
-        self.closing = False  # a final notice is set: nothing more is offered or written
+        # nothing more is offered or written: a final notice is set, or the session left
+        self.closing = False
         self.epoch = ""
         self.sent_to = 0
         self.offered_to = 0
@@ -151,21 +145,10 @@ class Session:
         self._pong: dict[str, Any] | None = None
         self._superseded_pings = 0
         self._final: tuple[dict[str, Any], int] | None = None
-        self._wake: anyio.Event | None = None  # a pull-mode writer waiting
         self._last_ping = time.monotonic()
         self._last_sent = time.monotonic()
         self.resync_reason: str | None = None
-        # set by the transport: when the current send started (pull mode), how to abort a
-        # connection whose client stopped reading, how to hand over the final notice (push
-        # mode) and what to count per frame written there
-        self.sending_since: float | None = None
-        self.on_stuck: Callable[[], None] | None = None
-        self.on_final: Callable[[], None] | None = None
-        self.on_written: Callable[[int], None] | None = None
-        self._sink: DirectSocket | None = None
-        self._congested_since: float | None = None
-        self._detached = False
-        self.stalled = False  # ended because the client stopped reading
+        self.stalled = False  # ended because the client stopped reading (set by the sink)
         self.last_heard = time.monotonic()  # the transport's reader updates it
         # the hub's count of sessions with frames waiting; this session is in it while
         # ``_counted`` is true
@@ -189,29 +172,26 @@ class Session:
         True when it was written to the socket right away (push mode, nothing waiting ahead
         of it): the hub counts those; anything else is counted when written.
         """
-        if self.closing or self._detached or frame.last <= self.offered_to:
+        if self.closing or frame.last <= self.offered_to:
             return False
         if frame.first <= self.offered_to:
             frame = _trim(frame, self.offered_to)
         self.offered_to = frame.last
-        sink = self._sink
         if (
-            sink is not None
-            and frame.size
+            frame.size
             and frame.first == self.sent_to + 1
             and not self._queue
             and self._pong is None
-            and not sink.congested()
+            and self.sink.write_now(frame, self.codec)
         ):
             # the fan-out's common case, kept short: it runs once per session per pass
-            sink.write(frame.wire(self.codec))
             self.sent_to = frame.last
             self._last_sent = time.monotonic()
             return True
         if frame.size == 0:
             # only moves the cursor: flushed as an empty frame when idle. Wake the writer all
             # the same, or it sleeps until the next heartbeat before arming that flush.
-            self._notify()
+            self.sink.notify(self)
             return False
         self._queue.append(frame)
         if len(self._queue) > self.limits.max_queued_frames:
@@ -223,12 +203,13 @@ class Session:
                 return False
             self._queue.append(merged)
         self._recount()
-        self._notify()
+        self.sink.notify(self)
         return False
 
     def detach(self) -> None:
         """Leave the hub (the session is going away): no more writes, out of the backlog."""
-        self._detached = True
+        self.closing = True
+        self.sink = GONE
         if self._counted and self.backlog is not None:
             self.backlog.changed(-1)
         self._counted = False
@@ -251,7 +232,7 @@ class Session:
         """
         if self._final is not None:
             return
-        if self._pong is not None and self._cannot_write():
+        if self._pong is not None and self.sink.cannot_write():
             self._superseded_pings += 1
             if self._superseded_pings > self.limits.max_unanswered_pings:
                 self._pong = None
@@ -261,13 +242,7 @@ class Session:
                 )
                 return
         self._pong = protocol.pong(ident)
-        self._notify()
-
-    def _cannot_write(self) -> bool:
-        """The socket is full (push mode) or a send is blocked in flight (pull mode)."""
-        if self._sink is not None:
-            return self._sink.congested()
-        return self.sending_since is not None
+        self.sink.notify(self)
 
     def resync(self, reason: str, *, retry_after_ms: int = 0) -> None:
         """Drop the backlog and end the session with a resync notice (the client waits
@@ -286,33 +261,20 @@ class Session:
                 protocol.CLOSE_RESYNC,
             )
             self.closing = True
-            self._notify()
+            self.sink.notify(self)
 
     def finish(self, frame: dict[str, Any], close_code: int) -> None:
         """End the session with ``frame`` (reconnect or error) then ``close_code``."""
         if self._final is None:
             self._final = (frame, close_code)
             self.closing = True
-            self._notify()
+            self.sink.notify(self)
 
-    def attach(self, sink: DirectSocket) -> None:
-        """Switch to push mode: from now on frames are written to ``sink`` as they arrive
-        (no writer task). Called after the welcome and replay went out."""
-        self._sink = sink
-        self.pump()
-
-    async def next_outgoing(self) -> Outgoing:
-        """Pull mode: wait for the next thing to send (control, deltas, heartbeat or the
-        final notice)."""
-        while True:
-            out = self._ready(time.monotonic())
-            if out is not None:
-                return out
-            # No timer here: a cancel scope per wait cost a fifth of the CPU of a fan-out. The
-            # hub's sweeper calls tick() to wake the session when a timer is due.
-            self._wake = anyio.Event()
-            await self._wake.wait()
-            self._wake = None
+    def attach(self, sink: Sink) -> None:
+        """Switch to ``sink`` (a WebSocket's socket, after the welcome and replay went out
+        through its writer) and write what waits."""
+        self.sink = sink
+        sink.notify(self)
 
     def final_outgoing(self) -> Outgoing | None:
         """The final notice and its close code, once the session is closing."""
@@ -321,31 +283,9 @@ class Session:
         frame, code = self._final
         return Outgoing(protocol.encode(frame, self.codec), close_code=code)
 
-    def pump(self) -> None:
-        """Push mode: write whatever is ready while the socket takes more. A final notice is
-        not written here but handed to the connection (``on_final``), which sends it and the
-        close through the ASGI path; frames left queued wait for the next offer or tick."""
-        sink = self._sink
-        if sink is None or self._detached:
-            return
-        now = time.monotonic()
-        while not sink.congested():
-            out = self._ready(now)
-            if out is None:
-                return
-            if out.close_code is not None:
-                self._hand_over_final()
-                return
-            frame = out.frame
-            if frame is None:
-                sink.write(ws_message(out.data))
-            else:
-                sink.write(frame.wire(self.codec))
-                if self.on_written is not None:
-                    self.on_written(frame.size)
-
-    def _ready(self, now: float) -> Outgoing | None:
-        """What to send next, if anything is due now (control, final, heartbeat, deltas)."""
+    def ready(self, now: float) -> Outgoing | None:
+        """What to send next, if anything is due now (control, final, heartbeat, deltas);
+        the sink that calls this sends it."""
         if self._pong is not None:
             pong, self._pong = self._pong, None
             self._superseded_pings = 0
@@ -370,62 +310,32 @@ class Session:
             return self._sent(empty_frame(self.epoch, self.sent_to + 1, self.offered_to))
         return None
 
-    def _notify(self) -> None:
-        """Something is ready: wake the writer task (pull) or write it now (push)."""
-        if self._sink is None:
-            self._wake_writer()
-        elif self._final is not None:
-            self._hand_over_final()
-        else:
-            self.pump()
+    def timer_due(self, now: float) -> bool:
+        """A heartbeat or an empty-frame flush is due."""
+        return now - self._last_ping >= self.limits.heartbeat_seconds or (
+            self.offered_to > self.sent_to
+            and now - self._last_sent >= self.limits.empty_flush_seconds
+        )
 
-    def _hand_over_final(self) -> None:
-        if self.on_final is not None:
-            self.on_final()
+    def waiting(self, now: float) -> bool:
+        """Something waits to be written (or is due): queued frames, a pong, a cursor to
+        flush, a heartbeat."""
+        return bool(
+            self._queue
+            or self._pong is not None
+            or self.offered_to > self.sent_to
+            or now - self._last_ping >= self.limits.heartbeat_seconds
+        )
 
     def tick(self, now: float) -> None:
-        """The hub's periodic look: run due heartbeats and empty-frame flushes, end a session
-        whose client has been silent past ``idle_seconds``, and abort a connection whose
-        client stopped reading for longer than the send timeout."""
+        """The hub's periodic look: end a session whose client has been silent past
+        ``idle_seconds``; the sink runs due heartbeats and empty-frame flushes and drops a
+        client that stopped reading for longer than the send timeout."""
         idle = self.limits.idle_seconds
         if idle is not None and now - self.last_heard > idle and self._final is None:
             self.finish(protocol.error("IDLE", "no message from the client"), protocol.CLOSE_IDLE)
             return
-        if self._sink is not None:
-            if not (
-                self._queue
-                or self._pong is not None
-                or self.offered_to > self.sent_to
-                or now - self._last_ping >= self.limits.heartbeat_seconds
-            ):
-                return  # nothing waits: the common case, and this runs for every session
-            if not self._sink.congested():
-                self._congested_since = None
-            elif self._congested_since is None:
-                self._congested_since = now
-            elif now - self._congested_since > self.limits.send_timeout_seconds:
-                self._stuck()
-                return
-            self._notify()
-            return
-        since = self.sending_since
-        if since is not None and now - since > self.limits.send_timeout_seconds:
-            self._stuck()
-            return
-        if now - self._last_ping >= self.limits.heartbeat_seconds or (
-            self.offered_to > self.sent_to
-            and now - self._last_sent >= self.limits.empty_flush_seconds
-        ):
-            self._wake_writer()
-
-    def _wake_writer(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-    def _stuck(self) -> None:
-        self.stalled = True
-        if self.on_stuck is not None:
-            self.on_stuck()
+        self.sink.tick(self, now)
 
     def _sent(self, frame: Frame) -> Outgoing:
         self.sent_to = frame.last

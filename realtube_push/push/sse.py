@@ -1,15 +1,18 @@
-"""``/api/live/sse``: the live channel as Server-Sent Events (JSON ``data:``, ``id:`` = seq)."""
+"""``/api/live/sse``: the live channel as Server-Sent Events (JSON ``data:``, ``id:`` = seq),
+and the SSE output loop the admin stream shares (``events``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
+import anyio
 from quart import Blueprint, Response, request
 
 from realtube_push.push import protocol, resume
 from realtube_push.push.context import LiveServices, live_services
 from realtube_push.push.protocol import Codec, Hello, ProtocolError, Subscription
-from realtube_push.push.session import Session
+from realtube_push.push.session import Outgoing, Session
+from realtube_push.push.sinks import PullSink
 from realtube_push.push.transport import (
     event_stream,
     new_session,
@@ -19,6 +22,9 @@ from realtube_push.push.transport import (
 )
 from realtube_push.web.errors import ApiError
 from realtube_push.web.request import client_ip
+
+# a stream's own event every so many seconds (the admin's ``stats``): None when there is none
+Periodic = tuple[float, Callable[[], Awaitable[bytes | None]]]
 
 blueprint = Blueprint("live_sse", __name__)
 
@@ -63,6 +69,7 @@ async def live_sse() -> Response:
     refusal = refuse(svc, request.headers.get("Origin"), ip)
     if refusal is not None:
         raise refusal
+    writer = PullSink()
     session = new_session(
         svc,
         transport="sse",
@@ -70,11 +77,26 @@ async def live_sse() -> Response:
         subscription=hello.subscription,
         client_ip=ip,
         slot_reserved=True,
+        sink=writer,
     )
-    return await event_stream(_stream(svc, session, hello))
+    return await event_stream(events(svc, session, writer, hello))
 
 
-async def _stream(svc: LiveServices, session: Session, hello: Hello) -> AsyncGenerator[bytes, None]:
+async def events(
+    svc: LiveServices,
+    session: Session,
+    writer: PullSink,
+    hello: Hello,
+    *,
+    periodic: Periodic | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """``retry``, the welcome and the replay, then the session's frames up to its final
+    notice, as SSE bytes; with ``periodic`` (seconds, producer) also the producer's event
+    every so many seconds, the first at once. Ends the session and gives back its
+    connection slot when done.
+
+    Yields happen outside any cancel scope (a scope must not span a generator's yield).
+    """
     try:
         # registering inside the stream (started by the handler) ties the session's life to it
         start = await resume.begin(svc, session, hello)
@@ -85,8 +107,23 @@ async def _stream(svc: LiveServices, session: Session, hello: Hello) -> AsyncGen
                 # an SSE session's data is always bytes (Codec.SSE); replay and Session type
                 # it for both codecs
                 yield data  # type: ignore[misc]
+        due = anyio.current_time()
         while True:
-            out = await session.next_outgoing()
+            out: Outgoing | None = None
+            if periodic is None:
+                # no timer on the common path: a cancel scope per wait costs CPU per frame
+                out = await writer.next_outgoing(session)
+            else:
+                interval, produce = periodic
+                if anyio.current_time() >= due:
+                    due = anyio.current_time() + interval
+                    extra = await produce()
+                    if extra is not None:
+                        yield extra
+                with anyio.move_on_after(max(0.0, due - anyio.current_time())):
+                    out = await writer.next_outgoing(session)
+                if out is None:
+                    continue  # the producer is due
             yield out.data  # type: ignore[misc]  # bytes, as above
             if out.frame is not None:
                 record_sent(svc, out.frame)

@@ -12,6 +12,7 @@ from realtube_push.push.context import LiveServices
 from realtube_push.push.frames import Frame
 from realtube_push.push.protocol import Codec, Subscription
 from realtube_push.push.session import Session, SessionLimits
+from realtube_push.push.sinks import Sink
 from realtube_push.web.errors import ApiError
 from realtube_push.web.origin import origin_allowed
 
@@ -52,10 +53,12 @@ def new_session(
     client_ip: str,
     slot_reserved: bool = False,
     idle_timeout: bool = False,
+    sink: Sink | None = None,
 ) -> Session:
     """A session with this process's limits (``slot_reserved``: its connection holds a slot
     taken by ``refuse``, so registering does not count it again; ``idle_timeout``: the
-    client must send something every ``LIVE_IDLE_TIMEOUT_SECONDS``)."""
+    client must send something every ``LIVE_IDLE_TIMEOUT_SECONDS``; ``sink``: where its
+    output goes, a writer task's by default)."""
     s = svc.settings
     return Session(
         transport=transport,
@@ -63,6 +66,7 @@ def new_session(
         subscription=subscription,
         client_ip=client_ip,
         slot_reserved=slot_reserved,
+        sink=sink,
         limits=SessionLimits(
             max_queued_frames=s.live_max_queued_frames,
             max_pending_deltas=s.live_max_pending_deltas,

@@ -4,9 +4,9 @@ A bare ASGI endpoint in front of Quart (``LiveWebSocketRoute`` wraps the app's
 ``asgi_app``). Why not a Quart route: per connection Quart adds a handler task, a receiver
 task, a message queue and a request context, which is most of what ten thousand idle
 subscribers cost. Here a connection is the one task Hypercorn starts for it, reading client
-messages; the hub writes frames straight to the socket (``push.direct``, "push mode").
+messages; the hub writes frames straight to the socket (``push.direct``, a ``PushSink``).
 Where the socket cannot be reached (HTTP/2 WebSockets) a writer task sends through ASGI
-instead ("pull mode"); the protocol on the wire is the same.
+instead (a ``PullSink``); the protocol on the wire is the same.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from realtube_push.push.direct import (
 )
 from realtube_push.push.protocol import Codec, Hello, ProtocolError
 from realtube_push.push.session import Session
+from realtube_push.push.sinks import PullSink, PushSink
 from realtube_push.push.transport import (
     count_written,
     new_session,
@@ -146,6 +147,8 @@ async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, 
     except ProtocolError as exc:
         await _fail(send, codec, exc)
         return
+    # the welcome and the replay go through ASGI, from a writer's sink
+    writer = PullSink()
     session = new_session(
         svc,
         transport="ws",
@@ -154,6 +157,7 @@ async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, 
         client_ip=ip,
         slot_reserved=True,
         idle_timeout=True,
+        sink=writer,
     )
     # the connection's socket, where Hypercorn lets us reach it (not under HTTP/2): push mode
     # writes to it, and either mode drops a client that stopped reading through it (a
@@ -162,12 +166,13 @@ async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, 
     client_left = False
     try:
         # One scope for the connection's life (a scope per wait or send cost a fifth of the
-        # fan-out's CPU). The session cancels it when it must end (``on_final``), and the
-        # hub's sweeper when a send stays blocked past the send timeout (``on_stuck``).
+        # fan-out's CPU). The session's sink cancels it when the session must end (its final
+        # notice), and the hub's sweeper when a send stays blocked past the send timeout.
         with anyio.CancelScope() as connection:
-            session.on_final = connection.cancel
-            session.on_stuck = connection.cancel if sock is None else sock.abort
-            client_left = await _stream(svc, session, hello, receive, send, sock)
+            writer.on_stuck = connection.cancel if sock is None else sock.abort
+            client_left = await _stream(
+                svc, session, writer, hello, receive, send, sock, connection.cancel
+            )
         if session.stalled:
             # the client's doing, not an error: what it did not read stayed bounded
             log.info("ws_client_stalled", waited_seconds=settings.live_send_timeout_seconds)
@@ -190,22 +195,24 @@ async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, 
 async def _stream(
     svc: LiveServices,
     session: Session,
+    writer: PullSink,
     hello: Hello,
     receive: Receive,
     send: Send,
     sock: DirectSocket | None,
+    end: Callable[[], None],
 ) -> bool:
-    """Welcome, replay, then live frames until the session ends; True when the client left."""
+    """Welcome, replay, then live frames until the session ends (``end`` is called when
+    it must, in push mode); True when the client left."""
     start = await resume.begin(svc, session, hello)
     if start.welcome is not None:
-        await _send(session, send, protocol.encode(start.welcome, session.codec))
+        await _send(writer, send, protocol.encode(start.welcome, session.codec))
         async for data in resume.replay(svc, session, start):
-            await _send(session, send, data)
+            await _send(writer, send, data)
     direct = _direct_writer(svc, sock)
     if direct is None:
-        return await _pull(svc, session, receive, send)
-    session.on_written = partial(count_written, svc.metrics)
-    session.attach(direct)
+        return await _pull(svc, session, writer, receive, send)
+    session.attach(PushSink(direct, on_final=end, on_written=partial(count_written, svc.metrics)))
     return await _read(svc, session, receive)
 
 
@@ -230,7 +237,9 @@ def _direct_writer(svc: LiveServices, sock: DirectSocket | None) -> DirectSocket
     return sock if mode == "direct" else None
 
 
-async def _pull(svc: LiveServices, session: Session, receive: Receive, send: Send) -> bool:
+async def _pull(
+    svc: LiveServices, session: Session, writer: PullSink, receive: Receive, send: Send
+) -> bool:
     """Pull mode: a writer task sends through ASGI while this task reads. True when the
     client left."""
     client_left = False
@@ -244,10 +253,10 @@ async def _pull(svc: LiveServices, session: Session, receive: Receive, send: Sen
     async with anyio.create_task_group() as tg:
         tg.start_soon(read)
         while True:
-            out = await session.next_outgoing()
+            out = await writer.next_outgoing(session)
             if out.close_code is not None:
                 break
-            await _send(session, send, out.data)
+            await _send(writer, send, out.data)
             if out.frame is not None:
                 record_sent(svc, out.frame)
         tg.cancel_scope.cancel()
@@ -265,13 +274,13 @@ def _message(data: bytes | str) -> Message:
     return {"type": "websocket.send", "text": data}
 
 
-async def _send(session: Session, send: Send, data: bytes | str) -> None:
+async def _send(writer: PullSink, send: Send, data: bytes | str) -> None:
     """Send one message through ASGI, marked in flight for the sweeper's stuck-send check."""
-    session.sending_since = time.monotonic()
+    writer.sending_since = time.monotonic()
     try:
         await send(_message(data))
     finally:
-        session.sending_since = None
+        writer.sending_since = None
 
 
 async def _close(

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from realtube_push.push.admin import Aggregator, histogram_quantile
+from realtube_push.push.aggregate import Aggregator, histogram_quantile
 
 BOUNDS = ["0.005", "0.01", "0.025", "0.05", "+Inf"]
 

@@ -17,6 +17,7 @@ from realtube_push.push.frames import Batch, Delta
 from realtube_push.push.hub import PASS_CHUNK, Hub
 from realtube_push.push.protocol import Codec, Subscription
 from realtube_push.push.session import Session, SessionLimits
+from realtube_push.push.sinks import PushSink
 from tests.support.polling import eventually
 from tests.support.properties import for_all
 
@@ -71,7 +72,7 @@ def session_with_sink(hub: Hub) -> tuple[Session, RecordingSink]:
     epoch, seq = hub.register(session)
     session.start_at(epoch, seq)
     sink = RecordingSink()
-    session.attach(sink)  # type: ignore[arg-type]
+    session.attach(PushSink(sink, on_final=lambda: None, on_written=lambda size: None))
     return session, sink
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from realtube_push.push.frames import Batch, Delta, frame_for
 from realtube_push.push.protocol import CLOSE_RESYNC, Codec, Subscription
-from realtube_push.push.session import Session, SessionLimits
+from realtube_push.push.session import Outgoing, Session, SessionLimits
+from realtube_push.push.sinks import PullSink
 
 pytestmark = pytest.mark.anyio
 
@@ -50,8 +51,14 @@ def batch(first: int, videos: list[str], *, last: int | None = None) -> Batch:
     return Batch("e", first, last if last is not None else first + len(videos) - 1, deltas)
 
 
+async def next_outgoing(session: Session) -> Outgoing:
+    """What a writer task would send next (sessions here have the default, pull, sink)."""
+    assert isinstance(session.sink, PullSink)
+    return await session.sink.next_outgoing(session)
+
+
 async def next_frame(session: Session) -> dict:
-    out = await session.next_outgoing()
+    out = await next_outgoing(session)
     return msgpack.unpackb(out.data)
 
 
@@ -93,7 +100,7 @@ async def test_a_backlog_past_the_bound_becomes_a_resync_and_is_dropped():
     session = make_session(max_queued_frames=1, max_pending_deltas=3)
     for seq in range(1, 6):
         session.offer(frame_for(batch(seq, [f"v{seq}"]), session.subscription))
-    out = await session.next_outgoing()
+    out = await next_outgoing(session)
     assert out.close_code == CLOSE_RESYNC
     assert msgpack.unpackb(out.data)["reason"] == "slow"
     assert session.queued_frames == 0
