@@ -13,6 +13,7 @@ pool closed.
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import socket
 import time
@@ -47,10 +48,12 @@ from realtube_push.api import (
 from realtube_push.config import Settings
 from realtube_push.push import admin as live_admin
 from realtube_push.push import snapshots, sse, ws
+from realtube_push.push.admission import Admission
 from realtube_push.push.bus import BusSubscriber
 from realtube_push.push.context import LiveServices, live_readiness
 from realtube_push.push.herd import HerdSpread
 from realtube_push.push.hub import Hub
+from realtube_push.push.slots import AddressSlots
 from realtube_push.ratelimit import Verdict
 from realtube_push.services import Services, open_services
 from realtube_push.web import errors
@@ -185,6 +188,7 @@ async def run(
             if listener is not None:
                 await tg.start(svc.votes.run)
                 tg.start_soon(partial(svc.hub.run, sweep_seconds=_sweep_seconds(settings)))
+                tg.start_soon(svc.admission.slots.run)
                 tg.start_soon(BusSubscriber(svc, svc.hub).run)
                 tg.start_soon(snapshots.publish_stats, svc)
                 tg.start_soon(_leave_on_stop, svc, stop)
@@ -210,11 +214,10 @@ async def run(
 
 def compose(svc: Services) -> LiveServices:
     """The live channel on top of the services: this process's hub, reporting its section of
-    /health/ready."""
+    /health/ready, and its admission (shedding, and per-address slots shared in Redis)."""
     settings = svc.settings
     hub = Hub(
         instance=settings.instance_id,
-        max_per_ip=settings.live_max_connections_per_ip,
         metrics=svc.metrics,
         pause_factor=settings.live_fanout_pause_factor,
         max_pause_seconds=settings.live_fanout_max_pause_ms / 1000,
@@ -227,7 +230,25 @@ def compose(svc: Services) -> LiveServices:
             rate=settings.live_resync_rate, min_ms=0, max_ms=settings.live_resync_max_window_ms
         ),
     )
-    live = LiveServices.around(svc, hub)
+    slots = AddressSlots(
+        svc.redis,
+        svc.keys,
+        svc.redis_outage,
+        # unique per process even if several share an INSTANCE_ID
+        process=f"{settings.instance_id}:{secrets.token_hex(4)}",
+        salt=settings.ip_hash_salt.get_secret_value(),
+        cap=settings.live_max_connections_per_ip,
+        ttl_seconds=settings.live_slot_ttl_seconds,
+    )
+    admission = Admission(
+        slots,
+        rate=settings.live_accept_rate,
+        burst=settings.live_accept_burst,
+        max_connections=settings.live_max_connections,
+        max_retry_seconds=settings.live_shed_max_retry_seconds,
+        metrics=svc.metrics,
+    )
+    live = LiveServices.around(svc, hub, admission)
     live.status.sections["live"] = partial(live_readiness, live)
     return live
 

@@ -10,6 +10,8 @@
 | ``admin:stats:{inst}``   | an instance's counters (``push/snapshots``) | 5 s     |
 | ``admin:instances``      | instance -> last snapshot time          | none    |
 | ``admin:revoked:{sid}``  | logged-out admin session                | session |
+| ``live:slots:{ip#}``     | process -> its live connections from an | 30 s,   |
+|                          | address hash (see ``push/slots``)       | renewed |
 
 Writers delete keys after their transaction commits (write-through invalidation) and
 broadcast the same ids on ``invalidate`` so any per-process copy is dropped too. A reader
@@ -86,6 +88,11 @@ class Keys:
     def admin_instances(self) -> str:
         """Sorted set: instance id -> time of its last stats snapshot."""
         return self._k("admin:instances")
+
+    def live_slots(self, address_hash: str) -> str:
+        """Hash: process -> its live connections from one (hashed) client address. The hash
+        in braces keeps the key in one cluster slot with nothing else needed."""
+        return self._k(f"live:slots:{{{address_hash}}}")
 
     def admin_revoked(self, session_id: str) -> str:
         """A logged-out admin session (kept until the session would have expired)."""

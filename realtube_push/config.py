@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
 
+# live handshakes one process admits per second, and at once, before it sheds: well under
+# what one process can admit on a 2-core machine (docs/benchmarks.md, "Admission")
+ACCEPT_RATE = 500.0
+ACCEPT_BURST = 1000
+
 
 class Settings(BaseSettings):
     """The service's configuration. Unknown environment variables are ignored."""
@@ -81,7 +86,17 @@ class Settings(BaseSettings):
     live_idle_timeout_seconds: float = Field(60.0, gt=0)
     live_hello_timeout_seconds: float = Field(10.0, gt=0)
     live_max_message_bytes: int = Field(4096, ge=256)
+    # live connections of one client address across every process sharing the Redis
     live_max_connections_per_ip: int = Field(50, ge=1)
+    # a process that stops renewing its per-address slots (it died) loses them after this
+    live_slot_ttl_seconds: float = Field(30.0, gt=0)
+    # load shedding per process: new live connections per second (token bucket; 0 = no
+    # limit) and at once, connections held; past them handshakes get 503 OVERLOADED
+    live_accept_rate: float = Field(ACCEPT_RATE, ge=0)
+    live_accept_burst: int = Field(ACCEPT_BURST, ge=1)
+    live_max_connections: int = Field(20_000, ge=1)
+    # the longest Retry-After a shed client is given (waits are spread from 1 s up to it)
+    live_shed_max_retry_seconds: int = Field(60, ge=2)
     live_max_queued_frames: int = Field(16, ge=1)
     live_max_pending_deltas: int = Field(5000, ge=10)
     live_replay_max: int = Field(50_000, ge=100)

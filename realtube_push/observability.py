@@ -102,6 +102,13 @@ class Metrics:
         self.live_resyncs = Counter(
             "realtube_live_resyncs_total", "Sessions told to resync", ["reason"], registry=r
         )
+        self.live_shed = Counter(
+            "realtube_live_handshakes_shed_total",
+            "Live handshakes refused with 503 OVERLOADED, by reason: rate (LIVE_ACCEPT_RATE)"
+            " or ceiling (LIVE_MAX_CONNECTIONS)",
+            ["reason"],
+            registry=r,
+        )
         self.live_backfills = Counter(
             "realtube_live_backfills_total", "Bus gaps filled from the log", registry=r
         )

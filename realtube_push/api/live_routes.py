@@ -22,9 +22,15 @@ from realtube_push.api.responses import AdminStatsOut, EventStream
 LIVE_LIMITS: Final = {
     403: "`UNAUTHORIZED`: the `Origin` is not in `CORS_ORIGINS`.",
     429: "`RATE_LIMITED`: this address already holds `LIVE_MAX_CONNECTIONS_PER_IP` live "
-    "connections.",
+    "connections (counted across every instance).",
     503: "`INTERNAL_ERROR`: the instance is shutting down; connect to another.",
 }
+# what a live channel route (not the operator's dashboard stream) may also answer with 503
+SHEDDING: Final = (
+    "`OVERLOADED` (with `Retry-After`, seconds): the instance sheds new live connections "
+    "(`LIVE_ACCEPT_RATE`, `LIVE_MAX_CONNECTIONS`); try again after that wait, on the same "
+    "transport. "
+)
 
 # endpoint -> what to attach to its view function
 DESCRIPTIONS: Final[dict[str, tuple[Callable[[Any], Any], ...]]] = {
@@ -37,6 +43,7 @@ DESCRIPTIONS: Final[dict[str, tuple[Callable[[Any], Any], ...]]] = {
                 "`epoch` without `seq` (or the reverse) or over 64 characters, bad `buckets` "
                 "or `channels`.",
                 **LIVE_LIMITS,
+                503: SHEDDING + LIVE_LIMITS[503],
             },
         ),
     ),

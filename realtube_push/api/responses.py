@@ -24,6 +24,7 @@ ErrorCode = Literal[
     "INVALID_PARAM",
     "NOT_FOUND",
     "RATE_LIMITED",
+    "OVERLOADED",
     "PAYLOAD_TOO_LARGE",
     "UNAUTHORIZED",
     "INTERNAL_ERROR",
@@ -48,8 +49,8 @@ class _Out(BaseModel):
 
 
 class ErrorDetail(_Out):
-    """What went wrong: a contract code, a message for people, and for ``RATE_LIMITED`` the
-    seconds to wait."""
+    """What went wrong: a contract code, a message for people, and for ``RATE_LIMITED`` and
+    ``OVERLOADED`` the seconds to wait."""
 
     code: ErrorCode
     message: str

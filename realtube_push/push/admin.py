@@ -41,7 +41,7 @@ async def live_admin() -> Response:
     if not same_origin(request.headers.get("Origin"), request.host):
         raise ApiError(403, "UNAUTHORIZED", "Cross-origin admin streams are refused")
     ip = client_ip()
-    refusal = take_slot(svc, ip)
+    refusal = await take_slot(svc, ip, shed=False)  # the operator must see a herd being shed
     if refusal is not None:
         raise refusal
     writer = PullSink()
@@ -51,7 +51,6 @@ async def live_admin() -> Response:
         codec=Codec.SSE,
         subscription=Subscription(),
         client_ip=ip,
-        slot_reserved=True,
         sink=writer,
     )
     hello = Hello(None, None, Subscription())

@@ -1,6 +1,7 @@
-"""The live channel's view of the process: its ``Services`` plus this process's hub.
+"""The live channel's view of the process: its ``Services`` plus this process's hub and
+its door (``Admission``).
 
-``app.py`` composes it (the hub is created there, not in ``open_services``, so the services
+``app.py`` composes it (both are created there, not in ``open_services``, so the services
 below know nothing of the live channel) and installs it for the routes.
 """
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from realtube_push.observability import Metrics
+from realtube_push.push.admission import Admission
 from realtube_push.push.hub import Hub
 from realtube_push.push.position import LogPosition
 from realtube_push.push.replay import ReplayCache
@@ -19,19 +21,22 @@ from realtube_push.web.request import services
 
 @dataclass
 class LiveServices(Services):
-    """``Services``, the hub that fans this process's live sessions out, and what the
-    handshakes of resuming clients share (the log's position, replay pages)."""
+    """``Services``, the hub that fans this process's live sessions out, the admission that
+    decides which connections may open, and what the handshakes of resuming clients share
+    (the log's position, replay pages)."""
 
     hub: Hub
+    admission: Admission
     log_position: LogPosition
     replay_cache: ReplayCache
 
     @classmethod
-    def around(cls, svc: Services, hub: Hub) -> LiveServices:
-        """``svc``'s resources (the same objects, not copies) with ``hub``."""
+    def around(cls, svc: Services, hub: Hub, admission: Admission) -> LiveServices:
+        """``svc``'s resources (the same objects, not copies) with ``hub`` and ``admission``."""
         return cls(
             **{f.name: getattr(svc, f.name) for f in fields(svc)},
             hub=hub,
+            admission=admission,
             log_position=LogPosition(svc.pool, svc.metrics),
             replay_cache=ReplayCache(svc),
         )

@@ -52,7 +52,6 @@ class Hub:
         self,
         *,
         instance: str,
-        max_per_ip: int,
         metrics: Metrics | None = None,
         pause_factor: float = 2.0,
         max_pause_seconds: float = 0.15,
@@ -65,12 +64,10 @@ class Hub:
         self.pause_factor = pause_factor
         self.max_pause_seconds = max_pause_seconds
         self.metrics = metrics
-        self.max_per_ip = max_per_ip
         self.epoch = ""
         self.seq = 0  # the head: last seq received (sessions registered now start after it)
         self.accepting = True
         self.sessions: set[Session] = set()
-        self._per_ip: Counter[str] = Counter()
         # batches after the position of the session furthest behind (one pass back at most)
         self._history: deque[Batch] = deque()
         self._fanned_to = 0  # the head when the last pass began
@@ -93,34 +90,9 @@ class Hub:
         self._history.clear()
         self.epoch, self.seq, self._fanned_to = epoch, seq, seq
 
-    def admit(self, client_ip: str) -> bool:
-        """Whether another connection from ``client_ip`` fits the per-IP cap (a check only)."""
-        return self.accepting and self._per_ip[client_ip] < self.max_per_ip
-
-    def reserve(self, client_ip: str) -> bool:
-        """Take one of ``client_ip``'s connection slots at the handshake, if one is free.
-
-        A connection counts from its handshake, not from its session's registration: else a
-        burst of handshakes (or WebSockets that never send their hello) all pass ``admit``
-        before any registers. Every True must be matched by exactly one ``release``; the
-        session is then created with ``slot_reserved`` so it does not count twice.
-        """
-        if not self.admit(client_ip):
-            return False
-        self._per_ip[client_ip] += 1
-        return True
-
-    def release(self, client_ip: str) -> None:
-        """Give back a slot taken by ``reserve``."""
-        self._per_ip[client_ip] -= 1
-        if self._per_ip[client_ip] <= 0:
-            del self._per_ip[client_ip]
-
     def register(self, session: Session) -> tuple[str, int]:
         """Add a session; returns the position after which the hub will feed it."""
         self.sessions.add(session)
-        if not session.slot_reserved:
-            self._per_ip[session.client_ip] += 1
         session.backlog = self.backlog
         return self.epoch, self.seq
 
@@ -129,8 +101,6 @@ class Hub:
         if session in self.sessions:
             self.sessions.discard(session)
             session.detach()
-            if not session.slot_reserved:
-                self.release(session.client_ip)
             if not self.sessions:
                 self._emptied.set()
 

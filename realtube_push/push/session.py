@@ -105,7 +105,6 @@ class Session:
         "resync_reason",
         "sent_to",
         "sink",
-        "slot_reserved",
         "stalled",
         "subscription",
         "transport",
@@ -119,14 +118,12 @@ class Session:
         subscription: Subscription,
         client_ip: str,
         limits: SessionLimits,
-        slot_reserved: bool = False,
         sink: Sink | None = None,
     ) -> None:
         self.transport = transport
         self.codec = codec
         self.subscription = subscription
         self.client_ip = client_ip
-        self.slot_reserved = slot_reserved  # its per-IP slot is held by the transport
         self.limits = limits
         # where output goes: a writer task's (the default, and a WebSocket's until it is
         # attached to its socket), then a socket's or, once the session left, nowhere

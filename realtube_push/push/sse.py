@@ -66,7 +66,7 @@ async def live_sse() -> Response:
     svc = live_services()
     ip = client_ip()
     hello = _hello()
-    refusal = refuse(svc, request.headers.get("Origin"), ip)
+    refusal = await refuse(svc, request.headers.get("Origin"), ip)
     if refusal is not None:
         raise refusal
     writer = PullSink()
@@ -76,7 +76,6 @@ async def live_sse() -> Response:
         codec=Codec.SSE,
         subscription=hello.subscription,
         client_ip=ip,
-        slot_reserved=True,
         sink=writer,
     )
     return await event_stream(events(svc, session, writer, hello))
@@ -131,4 +130,4 @@ async def events(
                 return
     finally:
         record_end(svc, session)
-        svc.hub.release(session.client_ip)
+        svc.admission.release(session.client_ip)

@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from quart import Response
 
 from realtube_push.observability import Metrics
+from realtube_push.push.admission import Refusal
 from realtube_push.push.context import LiveServices
 from realtube_push.push.frames import Frame
 from realtube_push.push.protocol import Codec, Subscription
@@ -17,23 +18,27 @@ from realtube_push.web.errors import ApiError
 from realtube_push.web.origin import origin_allowed
 
 
-def refuse(svc: LiveServices, origin: str | None, client_ip: str) -> ApiError | None:
+async def refuse(svc: LiveServices, origin: str | None, client_ip: str) -> ApiError | None:
     """The HTTP refusal for a connection that may not open, or None.
 
-    None means admitted: the caller now holds one of the address's connection slots
-    (``Hub.reserve``) and must ``svc.hub.release(client_ip)`` when the connection ends.
+    None means admitted: the caller now holds one of the address's connection slots and
+    must ``svc.admission.release(client_ip)`` when the connection ends.
     """
     if not origin_allowed(origin, svc.settings.cors_origins):
         return ApiError(403, "UNAUTHORIZED", "Origin not allowed")
-    return take_slot(svc, client_ip)
+    return await take_slot(svc, client_ip)
 
 
-def take_slot(svc: LiveServices, client_ip: str) -> ApiError | None:
-    """Reserve one of the address's connection slots, or the refusal (429, or 503 while the
-    instance shuts down)."""
-    if not svc.hub.reserve(client_ip):
-        if not svc.hub.accepting:
-            return ApiError(503, "INTERNAL_ERROR", "Instance is shutting down")
+async def take_slot(svc: LiveServices, client_ip: str, *, shed: bool = True) -> ApiError | None:
+    """Admit a connection (``push/admission``), or the refusal: 503 while the instance shuts
+    down, 503 ``OVERLOADED`` while it sheds load (unless ``shed`` is False), 429 past the
+    address's cap."""
+    if not svc.hub.accepting:
+        return ApiError(503, "INTERNAL_ERROR", "Instance is shutting down")
+    refusal = await svc.admission.admit(client_ip, shed=shed)
+    if refusal is None:
+        return None
+    if refusal.reason == "address":
         return ApiError(
             429,
             "RATE_LIMITED",
@@ -41,7 +46,22 @@ def take_slot(svc: LiveServices, client_ip: str) -> ApiError | None:
             retry_after=30,
             headers={"Retry-After": "30"},
         )
-    return None
+    return Overloaded(refusal)
+
+
+class Overloaded(ApiError):
+    """503 ``OVERLOADED``: the process sheds load; try again after the client's own wait
+    (``retry_after_ms``, and ``Retry-After`` in whole seconds)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(
+            503,
+            "OVERLOADED",
+            f"Too many new live connections; try again in {refusal.retry_after} s",
+            retry_after=refusal.retry_after,
+            headers={"Retry-After": str(refusal.retry_after)},
+        )
+        self.retry_after_ms = refusal.retry_after_ms
 
 
 def new_session(
@@ -51,21 +71,18 @@ def new_session(
     codec: Codec,
     subscription: Subscription,
     client_ip: str,
-    slot_reserved: bool = False,
     idle_timeout: bool = False,
     sink: Sink | None = None,
 ) -> Session:
-    """A session with this process's limits (``slot_reserved``: its connection holds a slot
-    taken by ``refuse``, so registering does not count it again; ``idle_timeout``: the
-    client must send something every ``LIVE_IDLE_TIMEOUT_SECONDS``; ``sink``: where its
-    output goes, a writer task's by default)."""
+    """A session with this process's limits (``idle_timeout``: the client must send
+    something every ``LIVE_IDLE_TIMEOUT_SECONDS``; ``sink``: where its output goes, a writer
+    task's by default)."""
     s = svc.settings
     return Session(
         transport=transport,
         codec=codec,
         subscription=subscription,
         client_ip=client_ip,
-        slot_reserved=slot_reserved,
         sink=sink,
         limits=SessionLimits(
             max_queued_frames=s.live_max_queued_frames,

@@ -32,6 +32,7 @@ from realtube_push.push.protocol import Codec, Hello, ProtocolError
 from realtube_push.push.session import Session
 from realtube_push.push.sinks import PullSink, PushSink
 from realtube_push.push.transport import (
+    Overloaded,
     count_written,
     new_session,
     record_end,
@@ -75,7 +76,7 @@ async def serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send) -
     if (await receive())["type"] != "websocket.connect":
         return
     ip, origin = _peer(svc, scope)
-    refusal = refuse(svc, origin, ip)
+    refusal = await refuse(svc, origin, ip)
     if refusal is not None:
         await _reject(scope, send, refusal)
         return
@@ -88,7 +89,7 @@ async def serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send) -
         with anyio.move_on_after(1):
             await send({"type": "websocket.close", "code": protocol.CLOSE_SERVER_ERROR})
     finally:
-        svc.hub.release(ip)  # the slot refuse() took, whatever became of the connection
+        svc.admission.release(ip)  # the slot refuse() took, whatever became of the connection
 
 
 def _peer(svc: LiveServices, scope: Scope) -> tuple[str, str | None]:
@@ -107,10 +108,19 @@ def _peer(svc: LiveServices, scope: Scope) -> tuple[str, str | None]:
 
 
 async def _reject(scope: Scope, send: Send, refusal: ApiError) -> None:
-    """Refuse the handshake with an HTTP error in the contract's format (or a bare close
-    where the server lacks the ASGI websocket-response extension)."""
+    """Refuse the handshake with an HTTP error in the contract's format. Where the server
+    lacks the ASGI websocket-response extension the refusal comes after the upgrade: a
+    shed client gets ``reconnect`` ("overloaded", its own wait) and 1013, others a bare
+    1008."""
     if "websocket.http.response" not in scope.get("extensions", {}):
-        await send({"type": "websocket.close", "code": 1008})
+        if isinstance(refusal, Overloaded):
+            codec, chosen = _negotiate(scope)
+            await send({"type": "websocket.accept", "subprotocol": chosen})
+            notice = protocol.reconnect(reason="overloaded", retry_after_ms=refusal.retry_after_ms)
+            await send(_message(protocol.encode(notice, codec)))
+            await send({"type": "websocket.close", "code": protocol.CLOSE_TRY_LATER})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
         return
     body = orjson.dumps(refusal.document())
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
@@ -121,14 +131,16 @@ async def _reject(scope: Scope, send: Send, refusal: ApiError) -> None:
     await send({"type": "websocket.http.response.body", "body": body})
 
 
-async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, ip: str) -> None:
+def _negotiate(scope: Scope) -> tuple[Codec, str | None]:
+    """The codec and the subprotocol to answer with (MessagePack unless only JSON is asked)."""
     requested = scope.get("subprotocols") or []
-    chosen: str | None
     if protocol.JSON_SUBPROTOCOL in requested and protocol.MSGPACK_SUBPROTOCOL not in requested:
-        codec, chosen = Codec.JSON, protocol.JSON_SUBPROTOCOL
-    else:
-        codec = Codec.MSGPACK
-        chosen = protocol.MSGPACK_SUBPROTOCOL if requested else None
+        return Codec.JSON, protocol.JSON_SUBPROTOCOL
+    return Codec.MSGPACK, protocol.MSGPACK_SUBPROTOCOL if requested else None
+
+
+async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, ip: str) -> None:
+    codec, chosen = _negotiate(scope)
     decline_compression(send)
     await send({"type": "websocket.accept", "subprotocol": chosen})
     fail_with_close_code(send)
@@ -155,7 +167,6 @@ async def _serve(svc: LiveServices, scope: Scope, receive: Receive, send: Send, 
         codec=codec,
         subscription=hello.subscription,
         client_ip=ip,
-        slot_reserved=True,
         idle_timeout=True,
         sink=writer,
     )

@@ -93,7 +93,7 @@ scenario = st.lists(
 
 async def test_every_session_gets_every_delta_once_in_contiguous_frames():
     async def check(steps: list[tuple[int, int, bool]]) -> None:
-        hub = Hub(instance="t", max_per_ip=10**6, pause_factor=0, max_pause_seconds=0)
+        hub = Hub(instance="t", pause_factor=0, max_pause_seconds=0)
         hub.reset("e", 0)
         # more sessions than one chunk, so passes yield and batches land half-way
         pairs = [session_with_sink(hub) for _ in range(2 * PASS_CHUNK + 3)]
@@ -126,7 +126,7 @@ async def test_every_session_gets_every_delta_once_in_contiguous_frames():
 
 
 async def test_a_session_registered_between_passes_starts_at_the_head():
-    hub = Hub(instance="t", max_per_ip=10**6, pause_factor=0, max_pause_seconds=0)
+    hub = Hub(instance="t", pause_factor=0, max_pause_seconds=0)
     hub.reset("e", 0)
     early, early_sink = session_with_sink(hub)
     async with anyio.create_task_group() as tg:

@@ -91,6 +91,7 @@ def test_every_error_code_of_the_contract_is_in_the_error_model(document):
         "INVALID_PARAM",
         "NOT_FOUND",
         "RATE_LIMITED",
+        "OVERLOADED",
         "PAYLOAD_TOO_LARGE",
         "UNAUTHORIZED",
         "INTERNAL_ERROR",
