@@ -126,7 +126,8 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         "WEB_CONCURRENCY": args.processes,
         **dict(item.split("=", 1) for item in args.env),
     }
-    a = start_server(st, **env)
+    # A's admission is not what is measured: the clients' first connections are not shed
+    a = start_server(st, **(env | {"LIVE_ACCEPT_RATE": "0"}))
     b: ServerProcess | None = None
     herd = Herd("127.0.0.1", a.port)
     clients = [HerdClient(source_address(i // args.per_address)) for i in range(n)]

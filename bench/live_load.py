@@ -289,6 +289,7 @@ async def one_run(st: Stack, n: int, args: argparse.Namespace) -> dict[str, floa
         st,
         args=[sys.executable, "-m", "bench.naive_broadcast"] if args.naive else None,
         LIVE_MAX_CONNECTIONS_PER_IP="100000",
+        LIVE_ACCEPT_RATE="0",  # the steady state is measured here, not admission
         LIVE_IDLE_TIMEOUT_SECONDS="3600",
         SCORE_DEBOUNCE_MS=args.debounce_ms,
         WEB_CONCURRENCY=args.processes,
