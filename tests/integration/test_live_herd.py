@@ -4,6 +4,8 @@ the full syncs that follow a restore (docs/api.md).
 - Clients resuming from the same cursor share the replay: each page of the log is read from
   storage once (``realtube_live_replay_pages_total``), not once per client, and the log's
   position is not read per handshake; every client still gets every delta, once, in order.
+- A herd whose instance is killed (no notice) comes back to another instance with its
+  cursors while votes keep flowing, and nothing is lost.
 - A shutdown's ``reconnect`` notices and an epoch change's ``resync`` frames carry delays
   drawn over a window that grows with the number of connections: the herd comes back
   spread over that window, not in one instant.
@@ -33,10 +35,14 @@ from tests.support.live import (
     MSGPACK,
     Dataset,
     Subscriber,
+    full_sync,
     log_position,
     metric,
+    server_dataset,
     server_errors,
+    settled_position,
     sse_subscriber,
+    sync_log,
     ws_subscriber,
 )
 from tests.support.polling import eventually
@@ -277,3 +283,56 @@ async def test_after_a_restore_the_full_sync_serves_the_new_epoch_at_once(server
 
 async def _in_epoch(client: httpx.AsyncClient, epoch: str) -> bool:
     return (await client.get("/api/sync/full")).json()["epoch"] == epoch
+
+
+async def test_a_herd_whose_instance_is_killed_resumes_on_another_without_loss(
+    servers, database_url
+):
+    a, b = servers.start(**HERD_ENV), servers.start(**HERD_ENV)
+    stop_voting = anyio.Event()
+
+    async def votes_keep_flowing() -> None:
+        async with httpx.AsyncClient(base_url=b.url) as api:
+            while not stop_voting.is_set():
+                await vote(api, ids.video_id())
+                with anyio.move_on_after(0.03):
+                    await stop_voting.wait()
+
+    count = 16
+    async with httpx.AsyncClient(base_url=a.url) as api:
+        datasets = [await full_sync(api) for _ in range(count)]
+    synced_to = [d.seq for d in datasets]
+    before: list[Subscriber] = []
+    after: list[Subscriber] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(votes_keep_flowing)
+        async with contextlib.AsyncExitStack() as stack:
+            for index, dataset in enumerate(datasets):
+                before.append(await stack.enter_async_context(herd_member(index, a, dataset)))
+            for sub in before:
+                await sub.wait_for(lambda s=sub: len(s.video_deltas) >= 2, what="2 deltas")
+            await anyio.to_thread.run_sync(a.kill)  # no notice: the clients find out alone
+            for sub in before:
+                await sub.until_ended(within=15)
+        # they all come back at once, to the other instance, with their cursors
+        async with contextlib.AsyncExitStack() as stack:
+            for index, sub in enumerate(before):
+                after.append(await stack.enter_async_context(herd_member(index, b, sub.dataset)))
+            for sub in after:
+                await sub.until_frame("welcome")
+            stop_voting.set()
+            last = await settled_position(database_url)
+            for sub in after:
+                await sub.until_seq(last, within=15)
+
+    truth = await server_dataset(database_url)
+    for first, second, synced in zip(before, after, synced_to, strict=True):
+        assert second.welcome is not None, second.summary()
+        assert second.welcome["resume"] in ("replay", "live"), second.summary()
+        assert not second.of_type("resync"), second.summary()
+        # every delta after its full sync, exactly once and in order, across the two instances
+        log = await sync_log(database_url, after=synced)
+        got = [(d["seq"], d["videoId"]) for d in first.video_deltas + second.video_deltas]
+        assert got == [(r.seq, r.entity_id) for r in log if r.kind == "video"]
+        assert second.dataset.state() == truth.state()
+    assert not server_errors(b.log())
