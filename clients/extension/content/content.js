@@ -232,7 +232,8 @@
     if (watch && !known.videos.has(watch.videoId)) videoIds.add(watch.videoId);
     if (watch?.channelId && !known.channels.has(watch.channelId)) channelIds.add(watch.channelId);
     try {
-      if (videoIds.size || channelIds.size || settings === null) {
+      // Nothing to ask, nothing sent: a page without videos never wakes the worker.
+      if (videoIds.size || channelIds.size) {
         inFlight.ids = new Set([...videoIds, ...channelIds]);
         const answer = await lookup([...videoIds], [...channelIds]);
         remember('videos', answer.videos);

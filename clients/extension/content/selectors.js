@@ -46,11 +46,8 @@ const RealTubeSelectors = (() => {
     'ytm-slim-owner-renderer a[href*="/channel/"]',
   ];
 
-  /** The player of the watch page (the overlay goes on top of it). */
-  const PLAYER = '#movie_player, ytd-player, #player-container-id, ytm-player, #player';
-
-  /** The element YouTube re-renders when it navigates between videos without a reload. */
-  const WATCH_ROOT = 'ytd-watch-flexy, ytm-watch';
+  /** The player of the watch page (the overlay goes on top of it), most specific first. */
+  const PLAYER = ['#movie_player', 'ytd-player', '#player-container-id', 'ytm-player', '#player'];
 
   const VIDEO_ID = /^[A-Za-z0-9_-]{1,16}$/;
   const CHANNEL_ID = /^[A-Za-z0-9_-]{1,32}$/;
@@ -134,19 +131,12 @@ const RealTubeSelectors = (() => {
 
   /** The watch page's player, or null. */
   function player(doc = document) {
-    return doc.querySelector(PLAYER);
+    for (const selector of PLAYER) {
+      const found = doc.querySelector(selector);
+      if (found) return found;
+    }
+    return null;
   }
 
-  return {
-    TILE,
-    VIDEO_LINK,
-    WATCH_ROOT,
-    tileOf,
-    tilesIn,
-    tileIds,
-    watchIds,
-    player,
-    videoIdFromUrl,
-    channelIdFromUrl,
-  };
+  return { tileOf, tilesIn, tileIds, watchIds, player };
 })();
