@@ -11,7 +11,7 @@ from tests.browser.extension.pages import (
     screenshot_path,
     watch_url,
 )
-from tests.browser.jsclient import in_full_sync, wait_until
+from tests.browser.jsclient import SERVER_ENV, in_full_sync, wait_until
 from tests.support import ids
 from tests.support.servers import free_port
 
@@ -59,13 +59,34 @@ def test_an_api_url_that_is_not_a_url_is_explained(extension):
     assert "http:// or https://" in popup.locator("#problem").inner_text()
 
 
-def test_an_unreachable_server_is_explained(extension):
+def test_an_unreachable_server_is_explained_with_the_next_try(extension):
     nobody = f"http://127.0.0.1:{free_port()}"
     extension.set_settings(apiBase=nobody)
-    status = extension.wait_status(lambda s: s["lastError"] is not None, what="a failed attempt")
+    status = extension.wait_status(
+        lambda s: s["lastError"] is not None and s["nextRetryAt"] is not None,
+        what="a failed attempt and the next one planned",
+    )
     assert status["state"] != "live"
 
     popup = open_popup(extension)
 
     problem = popup.locator("#problem").inner_text()
     assert problem.startswith(f"Cannot reach the server at {nobody}"), problem
+    assert popup.locator("#retry").inner_text().startswith("Next try")
+
+
+def test_a_server_refusing_the_extension_origin_still_serves_it_over_sse(extension, servers):
+    # Only the WebSocket handshake carries the extension's Origin (and is refused with 403,
+    # which browsers do not show to scripts); Chrome sends no Origin with the requests of an
+    # extension that holds host permissions for the server, so SSE and REST still work.
+    refusing = servers.start(**{**SERVER_ENV, "CORS_ORIGINS": "http://127.0.0.1:*"})
+    extension.set_settings(apiBase=refusing.url)
+    extension.wait_status(
+        lambda s: s["state"] == "live" and s["transport"] == "sse", what="live over SSE"
+    )
+
+    popup = open_popup(extension)
+
+    assert popup.locator("#state").inner_text() == "Live"
+    assert popup.locator("#transport").inner_text() == "live over server-sent events"
+    assert popup.locator("#problem").is_hidden()
