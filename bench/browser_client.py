@@ -306,7 +306,10 @@ def main() -> int:
     text = report(rounds, args.videos, args.channels)
     print(text)
     if args.out is not None:
-        args.out.write_text(text)
+        # bench/extension.py owns the section from its marker on: keep it
+        old = args.out.read_text() if args.out.exists() else ""
+        marker = old.find("<!-- extension benchmarks: begin")
+        args.out.write_text(text + ("\n" + old[marker:] if marker >= 0 else ""))
         print(f"written to {args.out}")
     return 0
 
