@@ -19,7 +19,7 @@ import msgpack
 import pytest
 
 from tests.support import ids
-from tests.support.live import live_connections, log_position, metric, ws_subscriber
+from tests.support.live import JSON, live_connections, log_position, metric, ws_subscriber
 from tests.support.polling import eventually
 from tests.support.rawws import BINARY, CLOSE, PING, TEXT, RawWebSocket, WireFrame, raw_ws
 from tests.support.servers import Server
@@ -80,13 +80,15 @@ async def subscribed(ws: RawWebSocket) -> None:
             return
 
 
-async def until_close(ws: RawWebSocket) -> WireFrame:
-    """Frames up to the server's Close (data before it is fine), which is returned."""
+async def until_close(ws: RawWebSocket) -> tuple[WireFrame, list[dict]]:
+    """The server's Close, and the messages that came before it."""
+    before = []
     while True:
         frame = await ws.next_frame()
         assert frame is not None, "the connection ended without a Close"
         if frame.opcode == CLOSE:
-            return frame
+            return frame, before
+        before.append(decode(frame))
 
 
 async def fanned_out_past(server: Server, seq: int) -> None:
@@ -123,8 +125,9 @@ async def test_no_data_frame_follows_the_servers_close_for_a_too_large_message(s
     async with votes_flowing(server), raw_ws(server.port) as ws:
         await subscribed(ws)
         await ws.send_message(b"\x00" * (MAX_MESSAGE_BYTES + 1))
-        close = await until_close(ws)
+        close, before = await until_close(ws)
         assert close.close_code == 1009
+        assert [m["t"] for m in before if m["t"] != "deltas"] == []  # no error frame first
         _, seq = await log_position(database_url(server))
         await fanned_out_past(server, seq)
         await ws.send_close(1009)  # the handshake completes: the server closes TCP
@@ -136,7 +139,7 @@ async def test_no_data_frame_follows_the_close_that_answers_the_clients(server):
     async with votes_flowing(server), raw_ws(server.port) as ws:
         await subscribed(ws)
         await ws.send_close(1000)
-        close = await until_close(ws)
+        close, _ = await until_close(ws)
         after = await ws.frames_until_eof()
     assert close.close_code == 1000
     assert [f for f in after if f.is_data] == [], after
@@ -162,7 +165,7 @@ async def test_a_protocol_violating_frame_is_answered_with_its_close_code(server
     async with raw_ws(server.port) as ws:
         await subscribed_or_welcomed(ws)
         await ws.send_frame(**frame)
-        close = await until_close(ws)
+        close, _ = await until_close(ws)
         after = await ws.frames_until_eof()
     assert close.close_code == code
     assert after == []  # the server fails the connection: its TCP close follows at once
@@ -181,3 +184,21 @@ async def subscribed_or_welcomed(ws: RawWebSocket) -> None:
 
 async def _no_sessions(server: Server) -> bool:
     return await live_connections(server.url) == 0
+
+
+async def test_the_message_limit_counts_a_text_messages_characters(server):
+    """docs/protocol.md: the limit is a binary message's bytes, a text message's characters."""
+    ping = {"t": "ping", "id": "é" * (MAX_MESSAGE_BYTES - 40)}
+    text = json.dumps(ping, ensure_ascii=False)
+    assert len(text) <= MAX_MESSAGE_BYTES < len(text.encode())
+    async with raw_ws(server.port, protocol=JSON) as ws:
+        await ws.send_message(json.dumps({"t": "hello", "v": 1}))
+        await ws.send_message(text)
+        while True:
+            frame = await ws.next_frame()
+            assert frame is not None
+            assert frame.opcode == TEXT, frame
+            message = json.loads(frame.payload)
+            if message["t"] == "pong":
+                break
+    assert message["id"] == ping["id"]
