@@ -31,16 +31,26 @@ BELOW_THRESHOLD_VOTES = 4
 
 Tile = tuple[str, str | None]  # (videoId, channelId)
 
-_STATES = """() => {
+# the outermost element of every kind of tile the fixture site renders
+TILE_KINDS = (
+    "ytd-rich-item-renderer, ytd-compact-video-renderer, ytd-video-renderer,"
+    " ytm-shorts-lockup-view-model-v2, ytm-video-with-context-renderer"
+)
+
+_STATES = (
+    """() => {
   const out = {};
-  for (const tile of document.querySelectorAll(
-      'ytd-rich-item-renderer, ytd-compact-video-renderer')) {
-    const link = tile.querySelector('a[href*="watch?v="]');
-    const id = new URL(link.href).searchParams.get('v');
+  for (const tile of document.querySelectorAll('"""
+    + TILE_KINDS
+    + """')) {
+    const link = tile.querySelector('a[href*="watch?v="], a[href*="/shorts/"]');
+    const url = new URL(link.href);
+    const id = url.searchParams.get('v') ?? url.pathname.split('/')[2];
     out[id] = tile.getAttribute('data-realtube');
   }
   return out;
 }"""
+)
 
 _WAIT_STATES = (
     "(want) => { const got = ("

@@ -6,6 +6,7 @@
 //   view (infinite scroll). Even tiles link their channel as /channel/ID, odd ones as /@handle
 //   with the id in data-channel-id (YouTube shows both forms). CHANNEL may be left out.
 // Watch: ./watch?v=ID&c=CHANNEL&related=ID.CHANNEL,...  (the watch page and its sidebar)
+// Search: ./results?results=...&shorts=...&lockups=...&mobile=...  (every other kind of tile)
 'use strict';
 
 const RealTubeFixture = (() => {
@@ -86,6 +87,70 @@ const RealTubeFixture = (() => {
     ]);
   }
 
+  /** A search result (YouTube's search page). */
+  function searchResult(tile, index) {
+    const watch = `/watch?v=${tile.videoId}`;
+    return el('ytd-video-renderer', { class: 'style-scope ytd-item-section-renderer' }, [
+      el('div', { id: 'dismissible' }, [
+        el('ytd-thumbnail', {}, [el('a', { id: 'thumbnail', href: watch }, [thumbnail(tile.videoId)])]),
+        el('div', { class: 'text-wrapper' }, [
+          el('a', { id: 'video-title', href: watch }, [`Video ${tile.videoId}`]),
+          el('ytd-channel-name', {}, [channelLink(tile, index)]),
+        ]),
+      ]),
+    ]);
+  }
+
+  /** A Short in a shelf: its link is /shorts/ID. */
+  function short(tile) {
+    return el('ytm-shorts-lockup-view-model-v2', {}, [
+      el('a', { class: 'shortsLockupViewModelHostEndpoint', href: `/shorts/${tile.videoId}` }, [
+        thumbnail(tile.videoId),
+      ]),
+    ]);
+  }
+
+  /** YouTube's newer grid item: a lockup view model inside the rich item. */
+  function lockupItem(tile, index) {
+    const watch = `/watch?v=${tile.videoId}`;
+    return el('ytd-rich-item-renderer', {}, [
+      el('div', { id: 'content' }, [
+        el('yt-lockup-view-model', {}, [
+          el('a', { class: 'yt-lockup-view-model__content-image', href: watch }, [thumbnail(tile.videoId)]),
+          el('h3', {}, [el('a', { href: watch }, [`Video ${tile.videoId}`])]),
+          channelLink(tile, index),
+        ]),
+      ]),
+    ]);
+  }
+
+  /** m.youtube.com's list item. */
+  function mobileItem(tile, index) {
+    const watch = `/watch?v=${tile.videoId}`;
+    return el('ytm-video-with-context-renderer', {}, [
+      el('a', { href: watch }, [thumbnail(tile.videoId), `Video ${tile.videoId}`]),
+      channelLink(tile, index),
+    ]);
+  }
+
+  // Search: ./results?results=...&shorts=...&lockups=...&mobile=... (each an ID.CHANNEL list):
+  // one section per kind of tile.
+  function results() {
+    const sections = { results: searchResult, shorts: short, lockups: lockupItem, mobile: mobileItem };
+    for (const [name, make] of Object.entries(sections)) {
+      const box = document.getElementById(name);
+      parseTiles(params.get(name) ?? '').forEach((tile, i) => box.append(make(tile, i)));
+    }
+  }
+
+  /** What YouTube does on navigation: it reuses a tile element for another video. */
+  function recycle(index, videoId) {
+    const tile = document.querySelectorAll('ytd-rich-item-renderer')[index];
+    for (const link of tile.querySelectorAll('a[href*="watch?v="]')) {
+      link.setAttribute('href', `/watch?v=${videoId}`);
+    }
+  }
+
   function home() {
     const tiles = parseTiles(params.get('tiles'));
     const first = Number(params.get('first') ?? 12);
@@ -115,6 +180,7 @@ const RealTubeFixture = (() => {
     });
     observer.observe(sentinel);
     window.fixtureTiles = () => next;
+    window.fixtureRecycle = recycle;
   }
 
   function watch() {
@@ -133,5 +199,5 @@ const RealTubeFixture = (() => {
     parseTiles(params.get('related') ?? '').forEach((tile, i) => related.append(compactItem(tile, i)));
   }
 
-  return { home, watch };
+  return { home, watch, results };
 })();
