@@ -1,9 +1,10 @@
 // The popup: the worker's status in words a user understands, and a vote on the video of the
 // current tab (through the worker's offline queue).
 //
-// It asks the worker for its status once when it opens and then listens for the status the
-// worker sends on every change, instead of polling: an open popup must not keep waking a
-// worker that Chrome stopped. Ages and countdowns tick locally.
+// It asks the worker for its status when it opens, then follows the status the worker sends
+// on every change and the time of the last delta it notes in session storage, instead of
+// polling: an open popup must not keep waking a worker that Chrome stopped. Ages and
+// countdowns tick locally.
 
 import { loadSettings } from '../settings.js';
 
@@ -114,12 +115,19 @@ chrome.runtime.onMessage.addListener((message) => {
   return false;
 });
 
-// The worker notes each applied delta's time in session storage: a cheap way to keep
-// "last change" current without asking the worker.
+// The worker notes each applied delta's time in session storage. The worker is awake then
+// (it just wrote), so asking for the whole status (the count of cached videos changed too)
+// wakes nobody; at most once a second.
+let refreshing = null;
 chrome.storage.onChanged.addListener((changes, area) => {
   if (area === 'session' && changes.lastDeltaAt && status) {
     status.lastDeltaAt = changes.lastDeltaAt.newValue ?? null;
     render();
+    refreshing ??= new Promise((resolve) => setTimeout(resolve, 1000))
+      .then(refresh)
+      .finally(() => {
+        refreshing = null;
+      });
   }
   if (area === 'local' && changes.settings) {
     loadSettings().then((loaded) => {

@@ -37,6 +37,11 @@ def test_popup_says_live_and_offers_a_vote_on_the_open_video(extension, api_serv
     assert flagged in popup.locator("#video").inner_text()
     popup.locator("body").screenshot(path=screenshot_path("popup.png"))
 
+    flag_video(api_server.url, ids.video_id())  # another video flagged while it is open
+
+    popup.wait_for_function("() => document.getElementById('cached').textContent === '2'")
+    assert popup.locator("#last-delta").inner_text().endswith(" s ago")
+
 
 def test_popup_on_a_page_without_a_video_says_so(extension, site_server):
     home = extension.context.new_page()
