@@ -57,8 +57,8 @@ const STATE_KEY = 'cursor';
 const SCHEDULE_KEY = 'schedule';
 /** Alarm names of the client start with this (an extension routes its alarms by it). */
 export const ALARM_PREFIX = 'realtube:';
-/** Waits at least this long get a `chrome.alarms` twin: a stopped worker loses its timers. */
-const ALARM_MIN_MS = 1000;
+/** An alarm this much before its timer's due time still runs it (alarms are not exact). */
+const ALARM_SLACK_MS = 1000;
 /** Attempts in a row without a welcome before falling back to the next transport. */
 const FALLBACK_AFTER = 2;
 /** Added (at random) to a server's whole-second `Retry-After`, so a refused herd spreads. */
@@ -372,8 +372,9 @@ export function plainError(error, baseUrl) {
 
 /**
  * Named one-shot timers that survive a stopped service worker: each is a `setTimeout` and,
- * when `chrome.alarms` is there and the wait is a second or more, an alarm of the same name
- * (prefixed). Whichever comes first runs it (and clears the other). An alarm that finds no
+ * when `chrome.alarms` is there, an alarm of the same name (prefixed). Whichever comes first
+ * runs it (and clears the other); in a packed extension an alarm fires 30 s after it was set
+ * at the soonest, so for a short wait the timer wins unless the worker was stopped. An alarm that finds no
  * timer (the worker was stopped and started again meanwhile) does nothing here: the start
  * of the client already did what was due, from the times stored in IndexedDB.
  */
@@ -403,7 +404,7 @@ export class Scheduler {
     const delay = Math.max(0, when - Date.now());
     const timer = setTimeout(() => this.#fire(name), Math.min(delay, 2 ** 31 - 1));
     this.#timers.set(name, { when, fn, timer });
-    if (delay >= ALARM_MIN_MS) this.alarm(name, when);
+    this.alarm(name, when);
   }
 
   /**
@@ -457,7 +458,7 @@ export class Scheduler {
     if (!alarm.name.startsWith(this.#prefix)) return false;
     const name = alarm.name.slice(this.#prefix.length);
     const entry = this.#timers.get(name);
-    if (entry && Date.now() >= entry.when - ALARM_MIN_MS) this.#fire(name);
+    if (entry && Date.now() >= entry.when - ALARM_SLACK_MS) this.#fire(name);
     return true;
   }
 
@@ -578,6 +579,7 @@ export class RealTubeLive extends EventTarget {
       this.#setStatus({ state, transport, lastError, nextRetryAt: retryAt });
     }
     if (this.#fullSyncDue() && !waiting) {
+      this.#renewWatch(true);
       try {
         await this.fullSync();
       } catch (error) {
@@ -952,6 +954,7 @@ export class RealTubeLive extends EventTarget {
     let index = 0; // the transport tried now; kinds.length: none works, poll
     let misses = 0; // attempts in a row on it that got no welcome
     while (this.#running) {
+      this.#renewWatch(true); // until the next wait: requests in flight have no alarm
       if (!this.#state.epoch) {
         // nothing to resume from: the full sync must succeed first
         try {
@@ -1017,7 +1020,8 @@ export class RealTubeLive extends EventTarget {
         index += 1;
         misses = 0;
       } else {
-        await this.#retryLater(this.#backoff(this.#schedule.failures));
+        // the second attempt of a round comes soon; the rounds themselves back off
+        await this.#retryLater(this.#backoff(0));
       }
     }
   }
@@ -1058,6 +1062,7 @@ export class RealTubeLive extends EventTarget {
     const failures = this.#schedule.failures + (failed ? 1 : 0);
     this.#setStatus({ nextRetryAt: retryAt });
     await this.#saveSchedule({ failures, retryAt, state, transport, lastError }).catch(() => {});
+    this.#scheduler.cancel('watch'); // the wait's own alarm takes over
     await this.#sleep(retryAt - Date.now());
     if (this.#status.nextRetryAt === retryAt) this.#setStatus({ nextRetryAt: null });
   }
@@ -1192,8 +1197,10 @@ export class RealTubeLive extends EventTarget {
         if ([1008, 1009, 4001].includes(event.code)) outcome.fatal = true;
         if (event.code === 1013) outcome.overloaded = true; // after its notice, or backoff
         if (!outcome.welcomed && !outcome.resync && !outcome.overloaded && !outcome.fatal) {
-          // a refused handshake (403, 429, 503) looks the same as no server to a page
-          this.#status.lastError = `The live connection (WebSocket) to ${this.#opts.baseUrl} failed`;
+          // a refused handshake (403, 429, 503) looks the same as no server to browser code
+          this.#status.lastError =
+            `The WebSocket to ${this.#opts.baseUrl} failed: refused by the server` +
+            ' (e.g. this origin is not allowed), blocked on the way, or the server is down';
         }
         finish();
       };
@@ -1291,7 +1298,13 @@ export class RealTubeLive extends EventTarget {
         outcome.welcomed = true;
         outcome.welcomedAt = Date.now();
         watch.welcomed(message.heartbeat);
-        this.#setStatus({ state: 'live', transport: kind, lastError: null });
+        // live on a fallback transport: the reason the preferred one failed stays visible
+        this.#setStatus({
+          state: 'live',
+          transport: kind,
+          lastError:
+            kind === 'ws' || !this.#opts.transports.includes('ws') ? null : this.#status.lastError,
+        });
         if (message.resume === 'live') {
           this.#serialize(() => this.#saveState({ syncedAt: Date.now() })).catch(() => {});
         }
@@ -1367,24 +1380,27 @@ export class RealTubeLive extends EventTarget {
         this.#renewWatch(true);
       },
       upgradeAfter: (ms, fn) => {
-        this.#scheduler.at('upgrade', Date.now() + ms, fn);
+        const when = Date.now() + ms;
+        this.#scheduler.at('upgrade', when, fn);
+        this.#setStatus({ nextRetryAt: when }); // when WebSocket is tried again
       },
       stop: () => {
         clearInterval(timer);
         this.#scheduler.cancel('upgrade');
-        if (outcome.welcomed) this.#scheduler.cancel('watch');
-        this.#watchRenewedAt = 0;
+        if (this.#status.nextRetryAt && outcome.welcomed) this.#setStatus({ nextRetryAt: null });
       },
     };
   }
 
   /**
-   * While live in a service worker: move the alarm `<prefix>watch` to
+   * While the client works without a wait of its own (a live session, a connection attempt,
+   * a sync or poll in flight) in a service worker: move the alarm `<prefix>watch` to
    * `min(deltaIntervalMs, 60 s)` from now, at most every few seconds. Two jobs: the call is
    * an extension API call, which keeps the worker from being stopped while an SSE stream
    * is up (a streamed `fetch` alone does not; a WebSocket's messages do, since Chrome 116);
    * and should the worker be stopped anyway, the alarm starts it again, and it resumes from
-   * its cursor, so the data is never older than the polling period. No-op in a page.
+   * its cursor, so the data is never older than the polling period. Every wait has its own
+   * alarm instead (see {@link #retryLater}). No-op in a page.
    * @param {boolean} [force] Renew now (a new session).
    */
   #renewWatch(force = false) {

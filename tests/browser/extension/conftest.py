@@ -33,6 +33,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.browser import jsclient
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.jsclient import SERVER_ENV
 from tests.support.servers import REPO, Server, free_port
@@ -158,10 +159,17 @@ class Extension:
             self._messenger = page
         return self._messenger
 
-    def send(self, message: dict[str, Any]) -> Any:
+    def send(self, message: dict[str, Any], *, timeout_ms: float = WAIT_MS) -> Any:
         """``chrome.runtime.sendMessage(message)`` from an extension page; the answer.
         Starts a stopped worker, as a message from a content script does."""
-        return self.messenger().evaluate("(m) => chrome.runtime.sendMessage(m)", message)
+        return self.messenger().evaluate(
+            """([m, ms]) => Promise.race([
+                 chrome.runtime.sendMessage(m),
+                 new Promise((_, reject) =>
+                   setTimeout(() => reject(new Error(`no answer to ${m.type} in ${ms} ms`)), ms)),
+               ])""",
+            [message, timeout_ms],
+        )
 
     def status(self) -> dict[str, Any]:
         """The worker's ``status`` answer."""
@@ -179,6 +187,19 @@ class Extension:
 
         wait_for(check, timeout=timeout, interval=0.1, what=what or "status", last=last)
         return last[0]
+
+    def idb(self, store: str, key: str | None = None) -> Any:
+        """One record (``key``) or all records of a store of the worker's IndexedDB, read
+        directly (an extension page shares the worker's origin)."""
+        return jsclient.idb(self.messenger(), store, key)
+
+    def user_id(self) -> str:
+        """The user id the extension votes with (made on its first start)."""
+        return str(
+            self.messenger().evaluate(
+                "async () => (await chrome.storage.local.get('identity')).identity.userId"
+            )
+        )
 
     # -- storage --------------------------------------------------------------------------
 
