@@ -17,10 +17,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
 
-# live handshakes one process admits per second, and at once, before it sheds: well under
-# what one process can admit on a 2-core machine (docs/benchmarks.md, "Admission")
-ACCEPT_RATE = 500.0
-ACCEPT_BURST = 1000
+# live handshakes one process admits per second, and at once, before it sheds: about 0.4 of
+# a core at the cost measured here (~1.6 ms each: docs/benchmarks.md, "Admission"), so a
+# herd leaves the process time to deliver to the clients it holds
+ACCEPT_RATE = 250.0
+ACCEPT_BURST = 500
 
 
 class Settings(BaseSettings):
