@@ -60,9 +60,9 @@ const HANDLERS = {
     const videos = {};
     const channels = {};
     if (client) {
-      const found = await client.lookup(videoIds);
-      for (const [id, entry] of found) videos[id] = entry;
-      for (const id of channelIds) channels[id] = await client.getChannel(id);
+      const found = await client.lookupEntries(videoIds, channelIds);
+      for (const [id, entry] of found.videos) videos[id] = entry;
+      for (const [id, entry] of found.channels) channels[id] = entry;
     } else {
       for (const id of videoIds) videos[id] = null;
       for (const id of channelIds) channels[id] = null;

@@ -671,18 +671,37 @@ export class RealTubeLive extends EventTarget {
    * @returns {Promise<Map<string, VideoEntry|null>>} Every requested id; null = not flagged.
    */
   async lookup(videoIds, { remote = 'auto' } = {}) {
-    const results = new Map();
-    const tx = this.#database().transaction(STORES.videos, 'readonly');
-    const store = tx.objectStore(STORES.videos);
-    await Promise.all(
-      videoIds.map(async (id) => results.set(id, (await requestDone(store.get(id))) ?? null)),
-    );
-    const misses = videoIds.filter((id) => results.get(id) === null);
+    return (await this.lookupEntries(videoIds, [], { remote })).videos;
+  }
+
+  /**
+   * {@link RealTubeLive#lookup} for a page's batch of videos and channels: both read in one
+   * IndexedDB transaction; video misses then go through the hash-prefix API as `lookup`
+   * says (channels are never looked up remotely: the synced data holds every flagged one).
+   * @param {string[]} videoIds
+   * @param {string[]} channelIds
+   * @param {{remote?: 'auto'|'always'|'never'}} [options]
+   * @returns {Promise<{videos: Map<string, VideoEntry|null>, channels: Map<string,
+   *   ChannelEntry|null>}>} Every requested id; null = not flagged.
+   */
+  async lookupEntries(videoIds, channelIds, { remote = 'auto' } = {}) {
+    const videos = new Map();
+    const channels = new Map();
+    const tx = this.#database().transaction([STORES.videos, STORES.channels], 'readonly');
+    const videoStore = tx.objectStore(STORES.videos);
+    const channelStore = tx.objectStore(STORES.channels);
+    await Promise.all([
+      ...videoIds.map(async (id) => videos.set(id, (await requestDone(videoStore.get(id))) ?? null)),
+      ...channelIds.map(async (id) =>
+        channels.set(id, (await requestDone(channelStore.get(id))) ?? null),
+      ),
+    ]);
+    const misses = videoIds.filter((id) => videos.get(id) === null);
     if (misses.length && this.#shouldLookUp(remote)) {
       const found = await Promise.all(misses.map((id) => this.#remoteLookup(id)));
-      misses.forEach((id, i) => results.set(id, found[i]));
+      misses.forEach((id, i) => videos.set(id, found[i]));
     }
-    return results;
+    return { videos, channels };
   }
 
   /**
