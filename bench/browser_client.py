@@ -45,7 +45,8 @@ sys.path.insert(0, str(REPO))
 
 from realtube_push.store import db  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.browser.jsclient import SERVER_ENV, open_page  # noqa: E402
+from tests.browser.jsclient import open_page  # noqa: E402
+from tests.support.blocking import SERVER_ENV  # noqa: E402
 from tests.support.databases import database_url_for  # noqa: E402
 from tests.support.servers import ServerFactory  # noqa: E402
 

@@ -69,8 +69,8 @@ from tests.browser.extension.conftest import (  # noqa: E402
     SITE_DIR,
     Extension,
 )
-from tests.browser.jsclient import SERVER_ENV  # noqa: E402
 from tests.support import ids  # noqa: E402
+from tests.support.blocking import SERVER_ENV  # noqa: E402
 from tests.support.servers import ServerFactory, free_port  # noqa: E402
 from tools.extension_lib import fill  # noqa: E402
 

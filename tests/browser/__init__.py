@@ -1,0 +1,1 @@
+"""Headless Chromium (Playwright) against real servers: JS client, dashboard, docs page."""

@@ -4,8 +4,10 @@ The Playwright browser download does not work on our machines, so the browser is
 one (``apt-get install chromium``). Without it every browser test is skipped with the reason.
 
 Playwright's sync API keeps an event loop running in the test thread, so nothing here may call
-``anyio.run`` in that thread: database set-up and SQL checks go through
-``tests.support.shared.run_async``, which runs the coroutine in a worker thread of its own.
+``anyio.run`` in that thread: SQL checks go through ``tests.support.shared.run_async``, which
+runs the coroutine in a worker thread of its own (the suite's ``database_url`` does the same).
+Each test gets a server of its own (``server`` below), since a page shows what the whole
+database holds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.shared import module_database
+from tests.support.fixtures import server_env
+from tests.support.servers import Server, ServerFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -30,11 +33,10 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def database_url(stack, template_database) -> Iterator[str]:
-    """A fresh migrated database per test (a sync twin of the suite's async fixture, since
-    these tests are sync: Playwright's sync API must not run inside an async test)."""
-    with module_database(stack, template_database, prefix="rt_b") as url:
-        yield url
+def server(request: pytest.FixtureRequest, servers: ServerFactory) -> Server:
+    """A server of this test's own, on its own database (a page shows what the whole database
+    holds), with the settings of the closest ``server_env`` marker."""
+    return servers.start(**server_env(request))
 
 
 @pytest.fixture(scope="module")

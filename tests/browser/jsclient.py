@@ -14,27 +14,10 @@ stored, not what the client says it stored.
 
 from __future__ import annotations
 
-import time
-from typing import Any, TypeVar
-
-import httpx
+from typing import Any
 
 from realtube_push.domain.ids import entity_hash
 from tests.support import ids
-
-T = TypeVar("T")
-
-
-# Settings of every server a browser test starts: the page's origin may open live
-# connections, the full blob follows the log at once, restarts are quick, and heartbeats come
-# every second (so a subscriber thread notices within a second that it should stop).
-SERVER_ENV = {
-    "CORS_ORIGINS": "http://127.0.0.1:*,chrome-extension://*",
-    "FULL_BLOB_INTERVAL_SECONDS": "0.1",
-    "LIVE_RECONNECT_DELAY_MS": "100",
-    "LIVE_HEARTBEAT_SECONDS": "1",
-    "SHUTDOWN_GRACE_SECONDS": "3",
-}
 
 # Timings shortened so reconnects and fallbacks happen within a test.
 FAST = {
@@ -147,50 +130,6 @@ def _js(value: Any) -> str:
     import json
 
     return json.dumps(value)
-
-
-def vote(
-    server_url: str,
-    video_id: str,
-    *,
-    user_id: str | None = None,
-    category: str = "fully_ai",
-    **extra: Any,
-) -> dict[str, Any]:
-    """POST /api/votes as another client would; fails unless it succeeded."""
-    body = {"videoId": video_id, "category": category, "userId": user_id or ids.user_id(), **extra}
-    r = httpx.post(f"{server_url}/api/votes", json=body, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def wait_until(condition: Any, *, timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll a server-side condition (no event to await across processes)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not met within {timeout}s (last value: {value!r})")
-        time.sleep(0.02)
-
-
-def in_full_sync(server_url: str, video_ids: list[str]) -> bool:
-    """Whether ``GET /api/sync/full`` already lists every one of ``video_ids``."""
-    r = httpx.get(f"{server_url}/api/sync/full", timeout=10)
-    r.raise_for_status()
-    listed = {v["videoId"] for v in r.json()["videos"]}
-    return set(video_ids) <= listed
-
-
-def video(server_url: str, video_id: str) -> dict[str, Any] | None:
-    """``GET /api/videos?videoId=``; None when unknown."""
-    r = httpx.get(f"{server_url}/api/videos", params={"videoId": video_id}, timeout=10)
-    if r.status_code == 404:
-        return None
-    r.raise_for_status()
-    return r.json()
 
 
 def ids_sharing_prefix(count: int, length: int = 4) -> list[str]:

@@ -14,28 +14,18 @@ from playwright.sync_api import expect
 
 from realtube_push.domain.ids import entity_hash
 from tests.browser.jsclient import (
-    SERVER_ENV,
     open_page,
     start_client,
-    video,
-    vote,
     wait_for_status,
-    wait_until,
 )
-from tests.browser.live import subscribed
 from tests.support import ids
+from tests.support.blocking import SERVER_ENV, subscribed, video, vote, wait_until
 from tests.support.live import metric
 from tests.support.shared import run_async
 
-pytestmark = pytest.mark.browser
-
 TOKEN = "dashboard-test-token-42"
+pytestmark = [pytest.mark.browser, pytest.mark.server_env(**SERVER_ENV, ADMIN_TOKEN=TOKEN)]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-
-
-@pytest.fixture
-def server(servers):
-    return servers.start(**SERVER_ENV, ADMIN_TOKEN=TOKEN)
 
 
 def log_in(page, server) -> None:

@@ -15,11 +15,6 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def server(servers):
-    return servers.start()
-
-
 def test_the_docs_page_shows_every_operation_offline(server, page):
     outside: list[str] = []
 

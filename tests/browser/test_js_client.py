@@ -14,29 +14,20 @@ import pytest
 
 from realtube_push.domain.ids import entity_hash
 from tests.browser.jsclient import (
-    SERVER_ENV,
     idb,
     ids_sharing_prefix,
-    in_full_sync,
     open_page,
     seen,
     start_client,
-    video,
-    vote,
     wait_for_js,
     wait_for_status,
     wait_for_video,
-    wait_until,
 )
 from tests.support import ids, pg
+from tests.support.blocking import SERVER_ENV, in_full_sync, video, vote, wait_until
 from tests.support.shared import run_async
 
-pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def server(servers):
-    return servers.start(**SERVER_ENV)
+pytestmark = [pytest.mark.browser, pytest.mark.server_env(**SERVER_ENV)]
 
 
 def voted_videos(server, count: int) -> list[str]:

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 import msgpack
 import pytest
 
-from tests.browser.jsclient import SERVER_ENV, open_page, start_client, wait_for_status
-from tests.browser.live import subscribed
+from tests.browser.jsclient import open_page, start_client, wait_for_status
+from tests.support.blocking import SERVER_ENV, subscribed
 
 pytestmark = pytest.mark.browser
 

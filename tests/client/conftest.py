@@ -1,14 +1,13 @@
 """Fixtures for the Python live client's tests: both AnyIO backends, real servers.
 
 Every async test here runs twice, on asyncio and on trio: the client promises to be
-backend-neutral. The servers are real ``realtube-push serve`` processes (the ``servers``
-fixture of ``tests/conftest.py``); only the test database is created differently, because the
-suite's ``database_url`` fixture is async and uses asyncpg, which cannot run under trio.
+backend-neutral. The servers are real ``realtube-push serve`` processes (the suite's
+``servers`` fixture), one per test, with fast live-channel timers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any
@@ -20,10 +19,8 @@ import pytest
 from realtube_push.client import LiveClient, LiveOptions
 from tests.client.peer import Peer, serve_peer
 from tests.support import ids
-from tests.support.databases import Stack
 from tests.support.polling import eventually
 from tests.support.servers import Server, ServerFactory
-from tests.support.shared import module_database
 
 #: Server settings that make the live channel quick to observe (same semantics, shorter timers).
 FAST_SERVER = {
@@ -38,14 +35,6 @@ FAST_SERVER = {
 @pytest.fixture(params=["asyncio", "trio"], scope="module")
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return request.param
-
-
-@pytest.fixture
-def database_url(stack: Stack, template_database: str) -> Iterator[str]:
-    """A fresh migrated database, created outside the test's event loop (asyncpg is
-    asyncio-only, the tests here also run on trio)."""
-    with module_database(stack, template_database) as url:
-        yield url
 
 
 @pytest.fixture

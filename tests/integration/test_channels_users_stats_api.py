@@ -8,22 +8,9 @@ import pytest
 from tests.support import ids, pg
 from tests.support.api import vote
 from tests.support.polling import eventually
-from tests.support.shared import module_servers
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    with module_servers(stack, template_database) as factory:
-        # no channel debounce: a channel is aggregated as soon as its videos are scored
-        yield factory.start(CHANNEL_DEBOUNCE_SECONDS="0")
-
-
-@pytest.fixture
-async def client(server):
-    async with httpx.AsyncClient(base_url=server.url) as client:
-        yield client
+# no channel debounce: a channel is aggregated as soon as its videos are scored
+pytestmark = [pytest.mark.anyio, pytest.mark.server_env(CHANNEL_DEBOUNCE_SECONDS="0")]
 
 
 async def test_channel_with_three_voted_videos_is_aggregated(client, server):

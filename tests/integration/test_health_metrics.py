@@ -12,7 +12,6 @@ from tests.support.api import vote
 from tests.support.live import full_sync, sse_subscriber
 from tests.support.polling import eventually
 from tests.support.redis_server import own_redis
-from tests.support.shared import module_servers
 
 pytestmark = pytest.mark.anyio
 
@@ -25,18 +24,6 @@ DASHBOARD_METRICS = (
     "realtube_score_queue_depth",
     "realtube_db_pool_connections",
 )
-
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    with module_servers(stack, template_database) as factory:
-        yield factory.start()
-
-
-@pytest.fixture
-async def client(server):
-    async with httpx.AsyncClient(base_url=server.url) as client:
-        yield client
 
 
 async def test_live_says_ok(client):

@@ -16,29 +16,16 @@ import pytest
 from tests.support import ids, pg
 from tests.support.api import prefix, vote
 from tests.support.polling import eventually
-from tests.support.shared import module_servers
-
-pytestmark = pytest.mark.anyio
 
 TOKEN = "hostile-input-admin-token"
+pytestmark = [pytest.mark.anyio, pytest.mark.server_env(ADMIN_TOKEN=TOKEN)]
+
 NUL = "\x00"
 SURROGATE = "\ud800"
 # A surrogate cannot be written in a URL: its UTF-8 form (ED A0 80) is invalid UTF-8.
 URL_SURROGATE = "%ED%A0%80"
 
 TABLES = ("users", "videos", "channels", "votes", "video_categories", "vip_actions", "ip_hashes")
-
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    with module_servers(stack, template_database) as factory:
-        yield factory.start(ADMIN_TOKEN=TOKEN)
-
-
-@pytest.fixture
-async def client(server):
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture

@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 
-from tests.support.shared import module_servers
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    with module_servers(stack, template_database) as factory:
-        yield factory.start()
-
-
-@pytest.fixture
-async def client(server):
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-        yield client
 
 
 async def test_the_root_is_a_page_not_a_json_404(client):

@@ -22,7 +22,6 @@ from tests.support.api import vote
 from tests.support.live import (
     Subscriber,
     server_dataset,
-    server_errors,
     settled_position,
     sse_subscriber,
     sync_log,
@@ -30,16 +29,9 @@ from tests.support.live import (
 )
 from tests.support.votes import cast
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_server_crashes")]
 
 FAST_FLUSH = "0.1"
-
-
-@pytest.fixture(autouse=True)
-def no_server_crashes(servers):
-    yield
-    for server in servers.started:
-        assert not server_errors(server.log())
 
 
 def bucket_of(video_id: str) -> str:

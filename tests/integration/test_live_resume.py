@@ -31,7 +31,6 @@ from tests.support.live import (
     full_sync,
     poll_to_current,
     server_dataset,
-    server_errors,
     settled_position,
     sse_subscriber,
     subscriber,
@@ -42,7 +41,7 @@ from tests.support.properties import for_all
 from tests.support.servers import Server, ServerFactory
 from tests.support.votes import cast_on_fresh_users
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_server_crashes")]
 
 # Small timers so a test server notices quickly what a production one notices in seconds.
 LIVE_ENV = {
@@ -54,13 +53,6 @@ LIVE_ENV = {
 
 TRANSPORTS = ("ws", "sse", "poll")
 VOTE_ACTIONS = st.sampled_from(("new", "again", "withdraw"))
-
-
-@pytest.fixture(autouse=True)
-def no_server_crashes(servers):
-    yield
-    for server in servers.started:
-        assert not server_errors(server.log())
 
 
 # --------------------------------------------------------------------------- the plans

@@ -28,9 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support.shared import module_servers
-
 TOKEN = "conformance-admin-token"
+pytestmark = pytest.mark.server_env(ADMIN_TOKEN=TOKEN)
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -57,12 +56,6 @@ def operations(*, admin: bool) -> list[tuple[str, str]]:
                 continue
             found.append((method.upper(), path))
     return found
-
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    with module_servers(stack, template_database) as factory:
-        yield factory.start(ADMIN_TOKEN=TOKEN)
 
 
 @pytest.fixture(scope="module")

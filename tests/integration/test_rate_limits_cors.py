@@ -8,9 +8,6 @@ import httpx
 import pytest
 
 from tests.support import ids, pg
-from tests.support.shared import module_servers
-
-pytestmark = pytest.mark.anyio
 
 VOTE_LIMIT = 3
 LOOKUP_LIMIT = 3
@@ -18,19 +15,18 @@ SYNC_LIMIT = 2
 SYNC_CEILING = 5
 EXTENSION = "chrome-extension://abc"
 
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    with module_servers(stack, template_database) as factory:
-        yield factory.start(
-            RATE_LIMITS_ENABLED="true",
-            RATE_LIMIT_VOTES=str(VOTE_LIMIT),
-            RATE_LIMIT_VIDEOS=str(LOOKUP_LIMIT),
-            RATE_LIMIT_SYNC=str(SYNC_LIMIT),
-            RATE_LIMIT_SYNC_PER_IP=str(SYNC_CEILING),
-            # loopback is the proxy: each test is "another client" by its X-Forwarded-For
-            TRUSTED_PROXIES="127.0.0.1/32",
-        )
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.server_env(
+        RATE_LIMITS_ENABLED="true",
+        RATE_LIMIT_VOTES=str(VOTE_LIMIT),
+        RATE_LIMIT_VIDEOS=str(LOOKUP_LIMIT),
+        RATE_LIMIT_SYNC=str(SYNC_LIMIT),
+        RATE_LIMIT_SYNC_PER_IP=str(SYNC_CEILING),
+        # loopback is the proxy: each test is "another client" by its X-Forwarded-For
+        TRUSTED_PROXIES="127.0.0.1/32",
+    ),
+]
 
 
 @pytest.fixture

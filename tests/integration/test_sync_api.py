@@ -11,30 +11,11 @@ import pytest
 from tests.support import ids, pg
 from tests.support.api import vote
 from tests.support.polling import eventually
-from tests.support.shared import module_servers
 
-pytestmark = pytest.mark.anyio
+# the full blob follows the log within a fraction of a second instead of a minute
+pytestmark = [pytest.mark.anyio, pytest.mark.server_env(FULL_BLOB_INTERVAL_SECONDS="0.1")]
 
 MSGPACK = {"Accept": "application/msgpack"}
-
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    with module_servers(stack, template_database) as factory:
-        # the full blob follows the log within a fraction of a second instead of a minute
-        yield factory.start(FULL_BLOB_INTERVAL_SECONDS="0.1")
-
-
-@pytest.fixture
-async def client(server):
-    async with httpx.AsyncClient(base_url=server.url) as client:
-        yield client
-
-
-@pytest.fixture
-def db_url(server):
-    """The shared server's database."""
-    return server.env["DATABASE_URL"]
 
 
 def rfc3339(moment: datetime) -> str:

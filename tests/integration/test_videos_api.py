@@ -10,29 +10,10 @@ import pytest
 from tests.support import ids, pg
 from tests.support.api import prefix, vote
 from tests.support.polling import eventually
-from tests.support.shared import module_servers
 
 pytestmark = pytest.mark.anyio
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
-
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    with module_servers(stack, template_database) as factory:
-        yield factory.start()
-
-
-@pytest.fixture
-async def client(server):
-    async with httpx.AsyncClient(base_url=server.url) as client:
-        yield client
-
-
-@pytest.fixture
-def db_url(server):
-    """The shared server's database."""
-    return server.env["DATABASE_URL"]
 
 
 async def scored_video(client, db_url, *, voters=1, category="fully_ai", **extra) -> str:

@@ -13,15 +13,8 @@ from realtube_push.domain.categories import CATEGORIES
 from realtube_push.workers import score
 from tests.support import ids, pg, scoring, votes
 from tests.support.polling import eventually
-from tests.support.shared import module_servers
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    with module_servers(stack, template_database) as factory:
-        yield factory.start()
 
 
 @pytest.fixture
@@ -29,12 +22,6 @@ async def client(server):
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
         yield client
-
-
-@pytest.fixture
-def db_url(server):
-    """The shared server's database."""
-    return server.env["DATABASE_URL"]
 
 
 async def all_at_once(client, bodies: list[dict]) -> list[httpx.Response]:

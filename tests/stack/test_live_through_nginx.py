@@ -28,7 +28,6 @@ from tests.support.live import (
     Refused,
     Subscriber,
     server_dataset,
-    server_errors,
     settled_position,
     sse_subscriber,
     subscriber,
@@ -41,7 +40,7 @@ from tests.support.servers import Server
 if TYPE_CHECKING:
     from tests.stack.conftest import NginxStack
 
-pytestmark = [pytest.mark.stack, pytest.mark.anyio]
+pytestmark = [pytest.mark.stack, pytest.mark.anyio, pytest.mark.usefixtures("no_server_crashes")]
 
 # Small timers so a test instance notices quickly what a production one notices in seconds.
 LIVE_ENV = {
@@ -53,13 +52,6 @@ LIVE_ENV = {
 CONNECTION_LIMIT = 60.0
 # Deltas of votes accepted after the instance went away that the client must see live.
 VOTES_AFTER = 5
-
-
-@pytest.fixture(autouse=True)
-def no_server_crashes(servers):
-    yield
-    for server in servers.started:
-        assert not server_errors(server.log()), server.log()
 
 
 @pytest.fixture

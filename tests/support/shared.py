@@ -1,8 +1,9 @@
-"""One database and one server shared by a whole test module.
+"""Databases and servers from sync code, whatever runs in the test thread.
 
-Most contract tests need nothing of their own but fresh ids, so a module pays for one server
-start instead of one per test. Tests that need their own settings or an empty database use
-the function-scoped ``servers`` fixture instead.
+``fresh_database`` backs every test's ``database_url``; ``module_servers`` the ``server`` that a
+whole test module shares (most contract tests need nothing of their own but fresh ids, so a
+module pays for one server start instead of one per test). ``run_async`` runs a coroutine from
+sync code (the sync browser tests' SQL checks).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def _admin(admin_url: str, statement: str) -> None:
 
 
 @contextlib.contextmanager
-def module_database(stack: Stack, template: str, *, prefix: str = "rt_m") -> Iterator[str]:
+def fresh_database(stack: Stack, template: str, *, prefix: str = "rt_m") -> Iterator[str]:
     """A fresh migrated database (copied from ``template``), dropped on exit."""
     name = f"{prefix}_{secrets.token_hex(6)}"
     admin = stack.admin_database_url
@@ -52,7 +53,7 @@ def module_database(stack: Stack, template: str, *, prefix: str = "rt_m") -> Ite
 @contextlib.contextmanager
 def module_servers(stack: Stack, template: str) -> Iterator[ServerFactory]:
     """A server factory on a database of the module's own; stops its servers on exit."""
-    with module_database(stack, template) as url:
+    with fresh_database(stack, template) as url:
         factory = ServerFactory(database_url=url, redis_url=stack.redis_url)
         try:
             yield factory

@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.browser import jsclient
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.jsclient import SERVER_ENV
+from tests.support.blocking import SERVER_ENV
 from tests.support.servers import REPO, Server, free_port
 from tools.extension_lib import fill
 

@@ -16,8 +16,8 @@ import asyncpg
 import httpx
 
 from realtube_push.domain.ids import entity_hash
-from tests.browser.jsclient import vote
 from tests.support import ids
+from tests.support.blocking import vote
 from tests.support.servers import REPO
 from tests.support.shared import run_async
 

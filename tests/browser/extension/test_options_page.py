@@ -7,8 +7,8 @@ import pytest
 
 from tests.browser.extension.conftest import EXTENSION_ORIGIN
 from tests.browser.extension.pages import flag_video, home_url, tile, wait_states
-from tests.browser.jsclient import in_full_sync, wait_until
 from tests.support import ids
+from tests.support.blocking import in_full_sync, wait_until
 
 pytestmark = pytest.mark.browser
 

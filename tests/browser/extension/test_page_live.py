@@ -16,8 +16,8 @@ from tests.browser.extension.pages import (
     tile,
     wait_states,
 )
-from tests.browser.jsclient import SERVER_ENV, in_full_sync, vote, wait_until
 from tests.support import ids
+from tests.support.blocking import SERVER_ENV, in_full_sync, vote, wait_until
 
 pytestmark = pytest.mark.browser
 

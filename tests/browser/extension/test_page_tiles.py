@@ -15,8 +15,8 @@ from tests.browser.extension.pages import (
     wait_states,
     watch_url,
 )
-from tests.browser.jsclient import in_full_sync, wait_until
 from tests.support import ids
+from tests.support.blocking import in_full_sync, wait_until
 
 pytestmark = pytest.mark.browser
 

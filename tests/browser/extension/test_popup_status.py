@@ -11,8 +11,8 @@ from tests.browser.extension.pages import (
     screenshot_path,
     watch_url,
 )
-from tests.browser.jsclient import SERVER_ENV, in_full_sync, wait_until
 from tests.support import ids
+from tests.support.blocking import SERVER_ENV, in_full_sync, wait_until
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.browser

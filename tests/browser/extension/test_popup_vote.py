@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from tests.browser.extension.pages import open_popup, watch_url
-from tests.browser.jsclient import SERVER_ENV, wait_until
 from tests.support import ids
+from tests.support.blocking import SERVER_ENV, wait_until
 
 pytestmark = pytest.mark.browser
 

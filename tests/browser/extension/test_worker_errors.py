@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.browser.extension.conftest import logged_requests, wait_for
-from tests.browser.jsclient import SERVER_ENV
+from tests.support.blocking import SERVER_ENV
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.browser

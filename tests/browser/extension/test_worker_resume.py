@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from tests.browser.extension.conftest import full_syncs, logged_requests, wait_for
-from tests.browser.jsclient import in_full_sync, vote, wait_until
 from tests.support import ids
+from tests.support.blocking import in_full_sync, vote, wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.extension.conftest import full_syncs
-from tests.browser.jsclient import in_full_sync, vote, wait_until
 from tests.support import ids
+from tests.support.blocking import in_full_sync, vote, wait_until
 
 pytestmark = pytest.mark.browser
 

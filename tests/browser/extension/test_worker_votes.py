@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.extension.conftest import wait_for
-from tests.browser.jsclient import SERVER_ENV, video
 from tests.support import ids, pg
+from tests.support.blocking import SERVER_ENV, video
 from tests.support.shared import run_async
 
 pytestmark = pytest.mark.browser

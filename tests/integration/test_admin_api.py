@@ -9,13 +9,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.jsclient import SERVER_ENV, video, vote, wait_until
-from tests.browser.live import subscribed
 from tests.support import ids, pg
-from tests.support.shared import module_servers, run_async
+from tests.support.blocking import SERVER_ENV, subscribed, video, vote, wait_until
+from tests.support.shared import run_async
 
 TOKEN = "test-admin-token-0123456789"
 ADMIN_ENV = {**SERVER_ENV, "ADMIN_TOKEN": TOKEN}
+# one server for the module (tests use fresh ids); tests needing their own settings or an
+# empty database start one with ``servers``
+pytestmark = pytest.mark.server_env(**ADMIN_ENV)
 
 PROTECTED = [
     ("GET", "/api/admin/session"),
@@ -29,14 +31,6 @@ PROTECTED = [
     ("POST", "/api/admin/channels/UCabc/lock"),
     ("POST", "/api/admin/users/abc123/shadowban"),
 ]
-
-
-@pytest.fixture(scope="module")
-def server(stack, template_database):
-    """One server for the module (tests use fresh ids); tests needing their own settings or
-    an empty database start one with ``servers``."""
-    with module_servers(stack, template_database) as factory:
-        yield factory.start(**ADMIN_ENV)
 
 
 @pytest.fixture

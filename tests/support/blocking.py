@@ -1,4 +1,5 @@
-"""A live-channel subscriber for sync tests: an SSE stream read in a thread of its own.
+"""Blocking HTTP for sync tests (the browser tests and the admin API's): vote, read a
+video, wait for a server-side condition, and a live-channel subscriber in a thread.
 
 The browser tests are sync (Playwright's sync API), so the Python side listens in a thread and
 the test waits on a condition variable until a delta it expects has arrived.
@@ -8,11 +9,25 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
+
+from tests.support import ids
+
+# Settings of every server a sync test starts: a page's origin may open live connections, the
+# full blob follows the log at once, restarts are quick, and heartbeats come every second (so
+# a subscriber thread notices within a second that it should stop).
+SERVER_ENV = {
+    "CORS_ORIGINS": "http://127.0.0.1:*,chrome-extension://*",
+    "FULL_BLOB_INTERVAL_SECONDS": "0.1",
+    "LIVE_RECONNECT_DELAY_MS": "100",
+    "LIVE_HEARTBEAT_SECONDS": "1",
+    "SHUTDOWN_GRACE_SECONDS": "3",
+}
 
 
 class SseSubscriber:
@@ -83,3 +98,47 @@ def subscribed(base_url: str) -> Iterator[SseSubscriber]:
         subscriber._stop.set()
         subscriber._client.close()
         subscriber._thread.join(timeout=10)
+
+
+def vote(
+    server_url: str,
+    video_id: str,
+    *,
+    user_id: str | None = None,
+    category: str = "fully_ai",
+    **extra: Any,
+) -> dict[str, Any]:
+    """POST /api/votes as another client would; fails unless it succeeded."""
+    body = {"videoId": video_id, "category": category, "userId": user_id or ids.user_id(), **extra}
+    r = httpx.post(f"{server_url}/api/votes", json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_until(condition: Any, *, timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll a server-side condition (no event to await across processes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met within {timeout}s (last value: {value!r})")
+        time.sleep(0.02)
+
+
+def in_full_sync(server_url: str, video_ids: list[str]) -> bool:
+    """Whether ``GET /api/sync/full`` already lists every one of ``video_ids``."""
+    r = httpx.get(f"{server_url}/api/sync/full", timeout=10)
+    r.raise_for_status()
+    listed = {v["videoId"] for v in r.json()["videos"]}
+    return set(video_ids) <= listed
+
+
+def video(server_url: str, video_id: str) -> dict[str, Any] | None:
+    """``GET /api/videos?videoId=``; None when unknown."""
+    r = httpx.get(f"{server_url}/api/videos", params={"videoId": video_id}, timeout=10)
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    return r.json()

@@ -1,0 +1,1 @@
+"""The Python live client against real servers and a scripted peer, on asyncio and trio."""

@@ -1,0 +1,1 @@
+"""The server's contract over real sockets, PostgreSQL and Redis."""

@@ -1,0 +1,1 @@
+"""The shipped deployment files: app instances behind real nginx."""

@@ -1,0 +1,1 @@
+"""Pure logic: no server, database or network."""
