@@ -57,6 +57,9 @@ export function plainError(error, apiBase) {
   if (/failed to fetch|networkerror|err_connection|econnrefused|load failed|could not connect/i.test(text)) {
     return `Cannot reach ${server}. Is it running, and is the API URL in the options right?`;
   }
+  if (/WebSocket/.test(text) && /refused/.test(text) && !/CORS_ORIGINS/.test(text)) {
+    return `${text}. If the server does not allow this extension, add ${location.origin} to its CORS_ORIGINS.`;
+  }
   if (/\b403\b/.test(text) && !/CORS_ORIGINS/.test(text)) {
     return `${server[0].toUpperCase()}${server.slice(1)} refused this extension (403): its CORS_ORIGINS must allow ${location.origin}.`;
   }
@@ -88,9 +91,16 @@ function render() {
   const problem = plainError(status.lastError, settings?.apiBase);
   $('problem').hidden = !problem;
   $('problem').textContent = problem ?? '';
-  const retry = status.nextRetryAt && status.state !== 'live';
+  // live on a fallback (SSE): a note about the WebSocket rather than an alarm
+  const fallback = status.state === 'live' && status.transport !== 'ws';
+  $('problem').dataset.severity = fallback ? 'note' : 'error';
+  const retry = status.nextRetryAt && (status.state !== 'live' || fallback);
   $('retry').hidden = !retry;
-  $('retry').textContent = retry ? `Next try ${within(status.nextRetryAt)}.` : '';
+  $('retry').textContent = !retry
+    ? ''
+    : fallback
+      ? `The WebSocket is tried again ${within(status.nextRetryAt)}.`
+      : `Next try ${within(status.nextRetryAt)}.`;
   document.body.dataset.ready = 'true';
 }
 

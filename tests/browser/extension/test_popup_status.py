@@ -77,7 +77,11 @@ def test_an_unreachable_server_is_explained_with_the_next_try(extension):
 
     problem = popup.locator("#problem").inner_text()
     assert problem.startswith(f"Cannot reach the server at {nobody}"), problem
-    assert popup.locator("#retry").inner_text().startswith("Next try")
+    # between two attempts (the popup follows the worker's status as it changes)
+    popup.wait_for_function(
+        "() => document.getElementById('retry').textContent.startsWith('Next try')",
+        timeout=90_000,
+    )
 
 
 def test_a_server_refusing_the_extension_origin_still_serves_it_over_sse(extension, servers):
@@ -94,4 +98,4 @@ def test_a_server_refusing_the_extension_origin_still_serves_it_over_sse(extensi
 
     assert popup.locator("#state").inner_text() == "Live"
     assert popup.locator("#transport").inner_text() == "live over server-sent events"
-    assert popup.locator("#problem").is_hidden()
+    assert popup.locator("#problem").get_attribute("data-severity") == "note"
