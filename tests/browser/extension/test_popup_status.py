@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.extension.conftest import EXTENSION_ORIGIN
 from tests.browser.extension.pages import (
     flag_video,
     home_url,
@@ -84,7 +85,7 @@ def test_an_unreachable_server_is_explained_with_the_next_try(extension):
     )
 
 
-def test_a_server_refusing_the_extension_origin_still_serves_it_over_sse(extension, servers):
+def test_a_server_refusing_the_extension_origin_is_explained_while_sse_serves(extension, servers):
     # Only the WebSocket handshake carries the extension's Origin (and is refused with 403,
     # which browsers do not show to scripts); Chrome sends no Origin with the requests of an
     # extension that holds host permissions for the server, so SSE and REST still work.
@@ -98,4 +99,8 @@ def test_a_server_refusing_the_extension_origin_still_serves_it_over_sse(extensi
 
     assert popup.locator("#state").inner_text() == "Live"
     assert popup.locator("#transport").inner_text() == "live over server-sent events"
-    assert popup.locator("#problem").get_attribute("data-severity") == "note"
+    problem = popup.locator("#problem")
+    assert problem.get_attribute("data-severity") == "note"
+    assert "The WebSocket to" in problem.inner_text()
+    assert f"add {EXTENSION_ORIGIN} to its CORS_ORIGINS" in problem.inner_text()
+    assert popup.locator("#retry").inner_text().startswith("The WebSocket is tried again in ")
