@@ -8,6 +8,8 @@ sees (Playwright's visibility) where it matters.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -150,9 +152,16 @@ def make_auto_flag_channel(database_url: str, channel_id: str) -> None:
 
 
 def screenshot_path(name: str) -> Path:
-    """Where a test writes the README's screenshot ``name``."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS / name
+    """Where a test writes the README's screenshot ``name``: into the extension's folder
+    when ``REALTUBE_SCREENSHOTS=1`` (refreshing the README's pictures), else a temporary
+    folder (a test run leaves the checkout as it was: the popup's ages change each run)."""
+    folder = (
+        SCREENSHOTS
+        if os.environ.get("REALTUBE_SCREENSHOTS") == "1"
+        else Path(tempfile.gettempdir()) / "realtube-screenshots"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def tab_id(extension: Any, page: Any) -> int:
