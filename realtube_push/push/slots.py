@@ -18,8 +18,8 @@ one field per process: ``<process id>`` -> ``"<count> <expiry ms>"``. Promises:
   of the same address, which carries them in its own call, so a client that closes and
   reconnects is never refused by its own old slot;
 - Redis trouble degrades to this process's own count (the cap then holds per process, not
-  fleet-wide) and never refuses a connection; once Redis answers again, the next refresh
-  writes this process's true counts back (``RedisOutage`` reports the outage once).
+  fleet-wide) and never refuses a connection; once a call succeeds again, this process's
+  true counts are written back at once (``RedisOutage`` reports the outage once).
 
 Counts in Redis only ever change by relative steps (+1 on a take, -n on a release), which
 commute whichever connection of the pool carries them; a count is written as a whole only
@@ -42,12 +42,13 @@ from realtube_push.observability import RedisOutage
 
 REFRESH_CHUNK = 500  # addresses per pipelined round trip of a refresh
 
-# ARGV: process id, cap, ttl ms, this process's releases not yet written. Returns
-# {admitted (0/1), the address's slots after the call}.
+# ARGV: process id, cap, ttl ms, this process's releases not yet written, and its own count
+# to write as it is (a repair) or -1. Returns {admitted (0/1), the address's slots after}.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local me, cap, ttl, give = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local own = tonumber(ARGV[5])
 local entries = redis.call('HGETALL', KEYS[1])
 local others, mine = 0, 0
 for i = 1, #entries, 2 do
@@ -60,7 +61,11 @@ for i = 1, #entries, 2 do
     others = others + tonumber(count)
   end
 end
-mine = math.max(mine - give, 0)
+if own >= 0 then
+  mine = own
+else
+  mine = math.max(mine - give, 0)
+end
 local admitted = 0
 if others + mine < cap then
   mine = mine + 1
@@ -141,18 +146,24 @@ class AddressSlots:
         self.total += 1
         self._in_flight[address] += 1
         give = self._give.pop(address, 0)
+        # after a failed call (Redis was down) the count is written whole: the slots whose
+        # takes completed, which is what this process holds beside the takes in flight
+        own = self.held[address] - self._in_flight[address] if address in self._repair else -1
+        self._repair.discard(address)
         try:
             admitted, _ = await self._take(
                 keys=[self._key(address)],
-                args=[self._process, self.cap, self._ttl_ms, give],
+                args=[self._process, self.cap, self._ttl_ms, give, own],
             )
         except RedisError as exc:
             self._outage.failed("live_slots", exc)
-            # the call may or may not have run: the next refresh rewrites the count
+            # the call may or may not have run: the count is written whole once Redis answers
             self._repair.add(address)
             admitted = mine_before < self.cap
         else:
             self._outage.succeeded()
+            if self._repair:
+                self._wake.set()  # Redis is back: repair the other addresses now
         finally:
             self._in_flight[address] -= 1
             if not self._in_flight[address]:
@@ -188,8 +199,8 @@ class AddressSlots:
                 if anyio.current_time() >= next_refresh:
                     next_refresh = anyio.current_time() + self._refresh_seconds
                     await self._write(set(self.held) | set(self._give) | self._repair)
-                elif self._give:
-                    await self._write(set(self._give))
+                elif self._give or self._repair:
+                    await self._write(set(self._give) | self._repair)
         finally:
             with anyio.move_on_after(2, shield=True):
                 self._repair |= set(self.held) | set(self._give)

@@ -19,6 +19,7 @@ from tests.support.live import (
     live_connections,
     open_ws,
     server_errors,
+    slots_held,
     sse_subscriber,
     until_closed,
     ws_subscriber,
@@ -77,7 +78,9 @@ async def test_two_instances_share_one_cap_per_address(servers):
             assert await refused_status(server, "ws") == 429
             assert await refused_status(server, "sse") == 429
         await third.until_frame("welcome")
-    # every connection gone: the cap is free again, wherever the address connects
+    # every connection gone (each process gives its slots back a moment after): the cap is
+    # free again, wherever the address connects
+    await eventually(lambda: no_slots_held(a), what="the slots given back")
     async with welcomed("ws", a), welcomed("ws", a), welcomed("sse", b):
         assert await refused_status(b, "ws") == 429
     assert not server_errors(a.log())
@@ -167,6 +170,10 @@ async def test_while_redis_is_down_each_process_counts_alone_and_refuses_no_one_
     finally:
         redis.stop()
     assert not server_errors(server.log())
+
+
+async def no_slots_held(server: Server) -> bool:
+    return await slots_held(server) == 0
 
 
 async def live_connections_are(server: Server, n: int) -> bool:

@@ -36,10 +36,14 @@ from httpx_ws import (
     aconnect_ws,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from realtube_push.cache import Keys
+from realtube_push.logs import address_hash
 from realtube_push.store import fullblob
+from tests.support.servers import Server
 
 WS_PATH = "/api/live/ws"
 SSE_PATH = "/api/live/sse"
@@ -559,6 +563,21 @@ async def live_connections(base_url: str) -> int:
     async with httpx.AsyncClient(base_url=base_url) as client:
         r = await client.get("/health/ready")
     return sum(r.json()["checks"]["live"]["connections"].values())
+
+
+async def slots_held(server: Server, address: str = "127.0.0.1") -> int:
+    """The live connections ``address`` holds in the server's Redis, every process counted
+    (``push/slots``): what the next handshake from it is checked against."""
+    env = server.env
+    key = Keys(env.get("REDIS_NAMESPACE", "")).live_slots(
+        address_hash(env["IP_HASH_SALT"].encode(), address)
+    )
+    redis = Redis.from_url(env["REDIS_URL"])
+    try:
+        entries = await redis.hgetall(key)
+    finally:
+        await redis.aclose()
+    return sum(int(value.split()[0]) for value in entries.values())
 
 
 async def metric(base_url: str, name: str, **labels: str) -> float:
