@@ -33,6 +33,7 @@ class LogPosition:
         self._lock = anyio.Lock()
         self._value: SyncPosition | None = None
         self._read_at = float("-inf")  # when the read that gave ``_value`` started
+        self._read_in: str | None = None  # the caller's epoch then (``recent``)
 
     async def fresh(self) -> SyncPosition:
         """A position read that started after this call (callers waiting meanwhile share it)."""
@@ -40,26 +41,29 @@ class LogPosition:
         async with self._lock:
             if self._value is not None and self._read_at >= called:
                 return self._value
-            return await self._read()
+            return await self._read(None)
 
     async def recent(self, max_age: float, epoch: str) -> SyncPosition:
-        """The position as of at most ``max_age`` seconds ago, in ``epoch`` if the log is."""
+        """The position as of at most ``max_age`` seconds ago, read while the caller was
+        already in ``epoch`` (the hub's): after the hub changed epoch, a position read
+        before would answer for the old log."""
         value = self._kept(max_age, epoch)
         if value is not None:
             return value
         async with self._lock:
-            return self._kept(max_age, epoch) or await self._read()
+            return self._kept(max_age, epoch) or await self._read(epoch)
 
     def _kept(self, max_age: float, epoch: str) -> SyncPosition | None:
-        """The position kept, if of ``epoch`` and younger than ``max_age``."""
         value = self._value
-        if value is None or value.epoch != epoch or time.monotonic() - self._read_at >= max_age:
+        if value is None or time.monotonic() - self._read_at >= max_age:
             return None
-        return value
+        # of the caller's epoch, or read since the caller was in it (the log, not the hub,
+        # moved on: one read says so to every handshake, not one read each)
+        return value if epoch in (value.epoch, self._read_in) else None
 
-    async def _read(self) -> SyncPosition:
+    async def _read(self, epoch: str | None) -> SyncPosition:
         started = time.monotonic()
         self._metrics.live_position_reads.inc()
         value = await synclog.position(self._pool)
-        self._value, self._read_at = value, started
+        self._value, self._read_at, self._read_in = value, started, epoch
         return value
