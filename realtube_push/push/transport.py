@@ -1,4 +1,5 @@
-"""What WebSocket and SSE share at the door: Origin and per-IP checks, session creation."""
+"""What WebSocket and SSE share at the door: the Origin check and admission (shedding, the
+per-address cap), session creation."""
 
 from __future__ import annotations
 
