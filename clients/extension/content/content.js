@@ -243,7 +243,10 @@
         for (const entry of Object.values(answer.videos)) {
           if (entry?.channelId && !known.channels.has(entry.channelId)) more.add(entry.channelId);
         }
-        if (more.size) remember('channels', (await lookup([], [...more])).channels);
+        if (more.size) {
+          for (const id of more) inFlight.ids.add(id);
+          remember('channels', (await lookup([], [...more])).channels);
+        }
       }
       failures = 0;
       for (const [tile, ids] of ready) {
