@@ -265,11 +265,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     heap_empty = worker_heap(profile)
                     ext.set_settings(apiBase=server.url, thresholds={"fully_ai": 5})
                     t0 = time.perf_counter()
-                    ext.wait_status(
-                        lambda s: s["state"] == "live" and s["cachedVideos"] >= args.videos,
-                        timeout=600,
-                        what="the full sync",
-                    )
+                    # the worker answers once its first full sync is done
+                    while not (
+                        (s := ext.send({"type": "status"}, timeout_ms=600_000))["state"] == "live"
+                        and s["cachedVideos"] >= args.videos
+                    ):
+                        time.sleep(0.1)
                     full_sync_s = time.perf_counter() - t0
                     print(f"full sync in the worker: {full_sync_s:.1f} s")
                     heap_full = worker_heap(profile)
@@ -342,6 +343,11 @@ def report(r: dict[str, Any]) -> str:
         "covers the vote's commit, the score worker, the sync log, Redis, the WebSocket to",
         "the worker, its IndexedDB write and the message to the tab. Reproduce with",
         "`python bench/extension.py --out docs/benchmarks-browser.md`.",
+        "",
+        "The worker's first full sync took several times the page client's (table above, a",
+        "separate run under a different load); not investigated yet. Until it is done the",
+        "worker answers no message (lookups wait for complete data; so does the popup's",
+        "status).",
         "",
         END,
     ]
