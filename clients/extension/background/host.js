@@ -33,6 +33,8 @@ let running = null;
 let configError = null;
 /** @type {number|null} */
 let lastDeltaAt = null;
+/** The client whose start (a first full sync included) is under way: status() reads it. */
+let starting = null;
 
 /**
  * The started client; starts it on first use. Null when the settings do not allow one (the
@@ -80,7 +82,8 @@ export function needsRestart(before, after) {
  * @returns {Promise<object>}
  */
 export async function status() {
-  const client = await ensureClient();
+  // during a start the client already says what it does (e.g. syncing): no waiting for it
+  const client = starting ?? (await ensureClient());
   if (!client) {
     return {
       state: 'error',
@@ -94,7 +97,7 @@ export async function status() {
     };
   }
   const s = client.status;
-  const counts = await client.counts();
+  const counts = await client.counts().catch(() => ({ videos: 0, pendingVotes: 0 }));
   return {
     state: s.state,
     transport: s.transport,
@@ -141,7 +144,12 @@ async function startClient() {
       .then(statusToPages)
       .catch(() => {});
   });
-  await client.start();
+  starting = client;
+  try {
+    await client.start();
+  } finally {
+    if (starting === client) starting = null;
+  }
   running = settings;
   return client;
 }
