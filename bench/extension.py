@@ -265,12 +265,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     heap_empty = worker_heap(profile)
                     ext.set_settings(apiBase=server.url, thresholds={"fully_ai": 5})
                     t0 = time.perf_counter()
-                    # the worker answers once its first full sync is done
+                    seen: list[str] = []
                     while not (
                         (s := ext.send({"type": "status"}, timeout_ms=600_000))["state"] == "live"
                         and s["cachedVideos"] >= args.videos
                     ):
+                        if not seen or seen[-1] != s["state"]:
+                            seen.append(s["state"])
                         time.sleep(0.1)
+                    print("states during the first sync:", " -> ".join(seen))
                     full_sync_s = time.perf_counter() - t0
                     print(f"full sync in the worker: {full_sync_s:.1f} s")
                     heap_full = worker_heap(profile)
