@@ -348,9 +348,8 @@ def report(r: dict[str, Any]) -> str:
         "`python bench/extension.py --out docs/benchmarks-browser.md`.",
         "",
         "The worker's first full sync took several times the page client's (table above, a",
-        "separate run under a different load); not investigated yet. Until it is done the",
-        "worker answers no message (lookups wait for complete data; so does the popup's",
-        "status).",
+        "separate run under a different load); not investigated yet. Until it is done,",
+        "lookups wait for complete data (the popup's status says syncing meanwhile).",
         "",
         END,
     ]
