@@ -28,8 +28,9 @@ export const MODES = Object.freeze(['hide', 'blur']);
 /**
  * @typedef {object} Settings
  * @property {string} apiBase The RealTube API origin (http or https URL, no trailing slash).
- * @property {Object<string, number>} thresholds Per category: a video whose `weightedScore`
- *   in that category is at least this (0-100) is flagged.
+ * @property {Object<string, number>} thresholds Per category: a video whose
+ *   `min(score, weightedScore)` in that category is at least this (0-100) is flagged (the
+ *   content script's rule; see the extension README, "Which videos are flagged").
  * @property {'hide'|'blur'} mode Hide flagged videos, or blur them with a "show anyway" button.
  * @property {boolean} live Keep a live connection (WebSocket/SSE); false = polling only.
  * @property {number} pollMinutes Delta polling period while no live transport works (and with
