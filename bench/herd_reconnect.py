@@ -82,6 +82,17 @@ async def vote_stream(url: str, rate: float, stop: asyncio.Event) -> tuple[int, 
             except httpx.HTTPError:
                 failed += 1
 
+        # at most 32 votes in flight: a server that falls behind gets fewer votes rather
+        # than a pile of pending requests (httpx's pool is slow with thousands waiting, and
+        # the load generator's loop also reads every client's frames)
+        in_flight = asyncio.Semaphore(32)
+
+        async def paced(n: int) -> None:
+            try:
+                await one(n)
+            finally:
+                in_flight.release()
+
         start, n = time.monotonic(), 0
         while not stop.is_set():
             delay = start + n / rate - time.monotonic()
@@ -89,7 +100,8 @@ async def vote_stream(url: str, rate: float, stop: asyncio.Event) -> tuple[int, 
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 continue
-            tg.create_task(one(n))
+            await in_flight.acquire()
+            tg.create_task(paced(n))
             n += 1
     return done, failed
 
