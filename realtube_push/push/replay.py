@@ -14,8 +14,8 @@ at nearby heads share most of it: ``frame_end``), so clients share:
 - the page's frame per subscription, built and encoded (per codec, ``Frame``) once.
 
 Why this is safe: a seq's delta never changes within an epoch, and every key names its
-epoch; frames are immutable. The cache is bounded (``max_pages``, ``max_frames``, oldest
-out first) and only holds what herds asked for recently.
+epoch; frames are immutable. The cache is bounded (``max_pages``, and ``max_frame_deltas``
+deltas over all its frames; oldest out first) and only holds what herds asked for recently.
 
 ``realtube_live_replay_pages_total{source}`` counts each page a client was sent by where its
 deltas came from (``shared``: this cache, no read), ``realtube_live_replay_frames_total``
@@ -40,8 +40,12 @@ PAGE = 1_000
 # registered at different heads would share nothing of it. It is cut at the last multiple
 # of TAIL_STEP instead, and only the few seqs past that make a frame of their own.
 TAIL_STEP = 64
-MAX_PAGES = 32  # a page of deltas: ~1 MB at 1,000 deltas
-MAX_FRAMES = 128
+# A herd's clients were live seconds ago: their gaps lie in the last page or two, so a few
+# pages serve it. The bounds are the process's whole replay memory, whatever a client resuming
+# from far behind asks for: deltas held as pages, and deltas held in built frames (each with
+# its encodings), a few MB each at about a KB per delta.
+MAX_PAGES = 4
+MAX_FRAME_DELTAS = 4 * PAGE
 TTL_SECONDS = 30.0
 
 FrameKey = tuple[str, int, int, Subscription]
@@ -79,13 +83,14 @@ class ReplayCache:
         *,
         page: int = PAGE,
         max_pages: int = MAX_PAGES,
-        max_frames: int = MAX_FRAMES,
+        max_frame_deltas: int = MAX_FRAME_DELTAS,
         ttl: float = TTL_SECONDS,
     ) -> None:
         self._svc = svc
         self.page = page
         self._max_pages = max_pages
-        self._max_frames = max_frames
+        self._max_frame_deltas = max_frame_deltas
+        self._frame_deltas = 0  # deltas held by the frames of ``_frames``
         self._ttl = ttl
         # insertion order is age order (entries are never refreshed in place), so the
         # expired ones are always at the front
@@ -115,8 +120,9 @@ class ReplayCache:
             return cached[0]
         frame = frame_for(Batch(epoch, after + 1, upto, deltas), subscription)
         self._frames[key] = (frame, time.monotonic())
-        while len(self._frames) > self._max_frames:
-            self._frames.popitem(last=False)
+        self._frame_deltas += frame.size
+        while self._frame_deltas > self._max_frame_deltas and len(self._frames) > 1:
+            self._drop_oldest_frame()
         metrics.live_replay_frames.labels("built").inc()
         return frame
 
@@ -173,4 +179,8 @@ class ReplayCache:
         while pages and now - next(iter(pages.values())).stored_at >= self._ttl:
             pages.popitem(last=False)
         while frames and now - next(iter(frames.values()))[1] >= self._ttl:
-            frames.popitem(last=False)
+            self._drop_oldest_frame()
+
+    def _drop_oldest_frame(self) -> None:
+        _, (frame, _) = self._frames.popitem(last=False)
+        self._frame_deltas -= frame.size
