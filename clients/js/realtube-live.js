@@ -434,18 +434,23 @@ export class Scheduler {
     this.#clearAlarm(name);
   }
 
-  /** Cancel every timer, and every alarm of this prefix (also those of an earlier worker). */
-  cancelAll() {
+  /**
+   * Cancel every timer, and every alarm of this prefix (also those of an earlier worker).
+   * Await it before another client sets its alarms, or this may clear them.
+   * @returns {Promise<void>}
+   */
+  async cancelAll() {
     for (const entry of this.#timers.values()) clearTimeout(entry.timer);
     this.#timers.clear();
     if (!this.#alarms) return;
-    Promise.resolve(this.#alarms.getAll())
-      .then((alarms) => {
-        for (const alarm of alarms ?? []) {
-          if (alarm.name.startsWith(this.#prefix)) this.#alarms.clear(alarm.name);
-        }
-      })
-      .catch(() => {});
+    try {
+      const alarms = (await this.#alarms.getAll()) ?? [];
+      await Promise.all(
+        alarms.filter((a) => a.name.startsWith(this.#prefix)).map((a) => this.#alarms.clear(a.name)),
+      );
+    } catch {
+      // see alarm()
+    }
   }
 
   /**
@@ -615,11 +620,12 @@ export class RealTubeLive extends EventTarget {
     globalThis.removeEventListener?.('online', this.#onOnline);
     this.#closeLive?.();
     this.#wakeAll();
-    this.#scheduler.cancelAll();
+    this.#scheduler.cancelAll(); // the timers at once
     if (this.#lookupTimer) clearTimeout(this.#lookupTimer);
     await this.#loop;
     await this.#chain.catch(() => {});
     await this.#flushing;
+    await this.#scheduler.cancelAll(); // and what the ending loop may have set meanwhile
     this.#db?.close();
     this.#db = null;
     this.#setStatus({ state: 'stopped', transport: null });
@@ -1317,13 +1323,7 @@ export class RealTubeLive extends EventTarget {
         outcome.welcomed = true;
         outcome.welcomedAt = Date.now();
         watch.welcomed(message.heartbeat);
-        // live on a fallback transport: the reason the preferred one failed stays visible
-        this.#setStatus({
-          state: 'live',
-          transport: kind,
-          lastError:
-            kind === 'ws' || !this.#opts.transports.includes('ws') ? null : this.#status.lastError,
-        });
+        this.#setStatus({ state: 'live', transport: kind, lastError: null });
         if (message.resume === 'live') {
           this.#serialize(() => this.#saveState({ syncedAt: Date.now() })).catch(() => {});
         }

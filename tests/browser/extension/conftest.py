@@ -44,8 +44,9 @@ SITE_DIR = Path(__file__).resolve().parent / "site"
 # fixed by the manifest's "key" (the public key of a development key pair)
 EXTENSION_ID = "moknofddnnaidaoefniemhgfjacdadgp"
 EXTENSION_ORIGIN = f"chrome-extension://{EXTENSION_ID}"
-# an extension page with the extension's APIs, for sending messages as a tab would
-MESSENGER_PAGE = f"{EXTENSION_ORIGIN}/popup/popup.html"
+# An extension page with the extension's APIs and no code of its own, for sending messages
+# as a tab would (the popup would do its own asking, and wake a stopped worker).
+MESSENGER_PAGE = f"{EXTENSION_ORIGIN}/manifest.json"
 WAIT_MS = 20_000  # generous: two busy cores, a cold Chromium
 
 
@@ -151,7 +152,7 @@ class Extension:
     # -- messages, as a tab sends them ----------------------------------------------------
 
     def messenger(self) -> Any:
-        """An extension page (the popup's URL, in a tab) to send messages from."""
+        """An extension page (the manifest, shown in a tab) to send messages from."""
         if self._messenger is None or self._messenger.is_closed():
             page = self.context.new_page()
             page.on("pageerror", lambda exc: self.console_errors.append(str(exc)))
