@@ -1323,7 +1323,13 @@ export class RealTubeLive extends EventTarget {
         outcome.welcomed = true;
         outcome.welcomedAt = Date.now();
         watch.welcomed(message.heartbeat);
-        this.#setStatus({ state: 'live', transport: kind, lastError: null });
+        // live on a fallback transport: the reason the preferred one failed stays visible
+        this.#setStatus({
+          state: 'live',
+          transport: kind,
+          lastError:
+            kind === 'ws' || !this.#opts.transports.includes('ws') ? null : this.#status.lastError,
+        });
         if (message.resume === 'live') {
           this.#serialize(() => this.#saveState({ syncedAt: Date.now() })).catch(() => {});
         }

@@ -50,7 +50,7 @@ def test_an_unreachable_server_backs_off_visibly(extension):
     assert extension.status()["lastError"] == f"Cannot reach the server at {unreachable}"
 
 
-def test_an_origin_the_server_refuses_gets_sse_and_no_websocket_loop(servers, extension):
+def test_an_origin_the_server_refuses_is_reported_while_sse_serves(servers, extension):
     # The WebSocket handshake carries the extension's Origin and is refused (403, which
     # browser code only sees as a failed WebSocket); the worker's SSE request, a GET to a
     # host it has permission for, carries none and is served.
@@ -61,7 +61,9 @@ def test_an_origin_the_server_refuses_gets_sse_and_no_websocket_loop(servers, ex
         lambda s: s["state"] == "live" and s["transport"] == "sse", what="live over SSE"
     )
 
-    assert status["lastError"] is None  # live: nothing wrong to report
+    # live, with the reason it is not the WebSocket
+    assert "WebSocket" in status["lastError"]
+    assert "refused" in status["lastError"]
     # the WebSocket is tried again when the upgrade interval (5 min) is over, not in a loop
     assert status["nextRetryAt"] > time.time() * 1000 + 60_000
     later = extension.wait_status(lambda s: s["cursor"]["epoch"] is not None, what="synced")
