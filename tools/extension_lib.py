@@ -3,10 +3,12 @@
     python tools/extension_lib.py            # (re)fill clients/extension/lib
     python tools/extension_lib.py --check    # exit 1 if lib/ is missing or differs
 
-The module has one home, ``clients/js/``; the extension loads it from ``lib/`` because
-Chrome serves an extension only files inside its own folder (a symlink leading out of it is
-refused). ``lib/`` is generated (git-ignored): run this after cloning and after changing the
-client. The browser tests run it themselves.
+The module has one home, ``clients/js/``; the extension loads it from ``lib/`` because an
+extension's URLs reach only files inside its own folder. A copy rather than a committed
+symlink: Debian's Chromium does follow a symlink out of an unpacked extension (tried), but a
+packed extension or a store zip carries no symlinks, and git on Windows checks them out as
+plain text files. ``lib/`` is generated (git-ignored): run this after cloning and after
+changing the client. The browser tests run it themselves.
 """
 
 from __future__ import annotations
