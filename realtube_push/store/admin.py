@@ -31,7 +31,7 @@ from realtube_push.store import channels as channel_store
 from realtube_push.store import scores as score_store
 from realtube_push.store import synclog
 from realtube_push.store import users as user_store
-from realtube_push.store.db import Connection, Executor
+from realtube_push.store.db import Connection, Executor, transaction
 from realtube_push.store.synclog import AppendedBatch, LogEntry
 
 ACTOR = "admin"
@@ -86,7 +86,7 @@ async def set_video_flag(
 ) -> ActionOutcome | None:
     """Lock/unlock or hide/unhide a video; None when the video is unknown."""
     column = {"locked": "locked", "hidden": "hidden"}[flag]  # never user text in SQL
-    async with conn.transaction():
+    async with transaction(conn):
         # Queue first, then the video row: the score worker holds a claimed queue row while it
         # locks the video, so the other order deadlocks with a batch holding this video.
         if not await conn.fetchval("SELECT true FROM videos WHERE video_id = $1", video_id):
@@ -115,7 +115,7 @@ async def set_channel_lock(
     conn: Connection, channel_id: str, *, locked: bool, action: str, reason: str
 ) -> ActionOutcome | None:
     """Lock/unlock a channel and log its delta; None when the channel is unknown."""
-    async with conn.transaction():
+    async with transaction(conn):
         row = await conn.fetchrow(_LOCK_CHANNEL, channel_id, locked)
         if row is None:
             return None
@@ -143,7 +143,7 @@ async def set_shadowban(
     conn: Connection, user_id: str, *, banned: bool, action: str, reason: str
 ) -> ActionOutcome | None:
     """Shadowban/unban a user and re-queue every video they voted on; None when unknown."""
-    async with conn.transaction():
+    async with transaction(conn):
         exists = await conn.fetchval(
             "SELECT true FROM users WHERE user_id = $1 FOR UPDATE", user_id
         )

@@ -9,18 +9,70 @@ serialises them).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeAlias
 
+import anyio
 import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
 
 # What store functions run on: a connection of their own or one borrowed from the pool (a
 # transaction's statements need one of these) ...
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 # ... or, for a single statement, the pool itself (it borrows a connection for it)
 Executor: TypeAlias = Connection | asyncpg.Pool
+
+
+@asynccontextmanager
+async def transaction(conn: Connection) -> AsyncIterator[None]:
+    """``conn.transaction()`` whose end is not cut short by a cancellation.
+
+    AnyIO cancels a cancelled task again at every await inside the cancelled scope, so the
+    ROLLBACK that asyncpg's own ``__aexit__`` sends on the way out of a cancelled worker is
+    cancelled too; the connection then goes back to the pool inside a transaction, and
+    asyncpg logs "Resetting connection with an active transaction" at error level on every
+    shutdown that catches a worker mid-batch. Ending the transaction shielded costs one
+    round trip, bounded by the pool's ``command_timeout``.
+    """
+    tx = conn.transaction()
+    try:
+        await tx.start()
+    except BaseException:
+        # a BEGIN cut short may or may not have begun: a connection in an unknown state
+        # leaves the pool rather than carry a transaction into its next use
+        conn.terminate()
+        raise
+    try:
+        yield
+    except BaseException:
+        await end(conn, tx, commit=False)
+        raise
+    await end(conn, tx, commit=True)
+
+
+async def end(conn: Connection, tx: Transaction, *, commit: bool) -> None:
+    """Commit or roll back ``tx``, shielded from cancellation (see ``transaction``).
+
+    A statement cut short by a cancellation keeps the connection busy until PostgreSQL has
+    answered the cancel request, and then it cannot end the transaction: it leaves the pool
+    instead (PostgreSQL rolls back what a closed connection left open). A commit that could
+    not be sent still raises; a rollback that could not be sent does not, since the
+    connection's end has the same effect."""
+    with anyio.CancelScope(shield=True):
+        try:
+            if commit:
+                await tx.commit()
+            else:
+                await tx.rollback()
+        except asyncpg.InterfaceError:
+            conn.terminate()
+            if commit:
+                raise
+
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 _MIGRATION_LOCK = 0x5254_4D49  # arbitrary constant: "RTMI"

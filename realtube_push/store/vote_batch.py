@@ -28,7 +28,7 @@ import asyncpg
 
 from realtube_push.domain.scoring import FULL_CONFIDENCE_WEIGHT, score_categories
 from realtube_push.domain.trust import NEW_ACCOUNT_TRUST, vote_weight
-from realtube_push.store.db import Connection
+from realtube_push.store.db import Connection, transaction
 from realtube_push.store.votes import (
     TALLY_COUNTED,
     VOTER_BANNED,
@@ -115,7 +115,7 @@ async def cast_votes(
     statement fails."""
     video_ids = sorted({v.video_id for v in votes})
     user_ids = sorted({v.user_id for v in votes})
-    async with conn.transaction():
+    async with transaction(conn):
         users = {
             r["user_id"]: r
             for r in await conn.fetch(

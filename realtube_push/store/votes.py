@@ -45,7 +45,7 @@ from realtube_push.domain.scoring import (
     score_categories,
 )
 from realtube_push.domain.trust import NEW_ACCOUNT_TRUST, vote_weight
-from realtube_push.store.db import Connection
+from realtube_push.store.db import Connection, end, transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +191,7 @@ async def cast_vote(
     must be held before the outcome is known, and a recalculation of unchanged votes is
     harmless.
     """
-    async with conn.transaction():
+    async with transaction(conn):
         user = await conn.fetchrow(
             _HOLD_QUEUE_AND_UPSERT_USER, vote.video_id, vote.user_id, NEW_ACCOUNT_TRUST
         )
@@ -240,10 +240,7 @@ async def withdraw_vote(conn: Connection, *, video_id: str, user_id: str) -> boo
         await conn.execute(_HOLD_QUEUE, video_id)
         removed = await conn.execute(_WITHDRAW, video_id, user_id) != "DELETE 0"
     except BaseException:
-        await tx.rollback()
+        await end(conn, tx, commit=False)
         raise
-    if removed:
-        await tx.commit()
-    else:
-        await tx.rollback()
+    await end(conn, tx, commit=removed)
     return removed

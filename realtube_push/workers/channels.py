@@ -29,6 +29,7 @@ from realtube_push.services import Services
 from realtube_push.store import channels as channel_store
 from realtube_push.store import synclog
 from realtube_push.store.channels import ChannelForAggregation, ChannelWrite
+from realtube_push.store.db import transaction
 from realtube_push.store.synclog import LogEntry
 from realtube_push.workers.transient import TRANSIENT_ERRORS
 
@@ -140,7 +141,7 @@ async def process_batch(svc: Services, *, limit: int = BATCH_SIZE) -> int:
 
     Returns how many channels were claimed (0 when none is ripe), changed or not.
     """
-    async with svc.pool.acquire() as conn, conn.transaction():
+    async with svc.pool.acquire() as conn, transaction(conn):
         ids = await channel_store.claim_batch(
             conn, limit, debounce_seconds=svc.settings.channel_debounce_seconds
         )

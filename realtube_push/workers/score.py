@@ -24,6 +24,7 @@ from realtube_push.domain.views import in_synced_dataset, video_delta
 from realtube_push.services import Services
 from realtube_push.store import scores as score_store
 from realtube_push.store import synclog
+from realtube_push.store.db import transaction
 from realtube_push.store.scores import ScoreWrite, VideoForScoring
 from realtube_push.store.synclog import LogEntry
 from realtube_push.workers.transient import TRANSIENT_ERRORS
@@ -101,7 +102,7 @@ def plan_batch(
 
 async def process_batch(ctx: Services) -> int:
     """Claim, recalculate and commit one batch; then invalidate and publish. Returns its size."""
-    async with ctx.pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, transaction(conn):
         ids = await score_store.claim_batch(conn, ctx.settings.score_batch_size)
         if not ids:
             return 0
