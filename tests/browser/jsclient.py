@@ -108,17 +108,25 @@ def wait_for_video(page: Any, video_id: str, *, timeout_ms: float = 10_000, **fi
     return page.evaluate(_WAIT_IDB, [DB_NAME, "flagged_videos", video_id, fields, timeout_ms])
 
 
-def wait_for_status(page: Any, state: str, *, transport: str | None = None) -> None:
-    """Wait until the client's status is ``state`` (on ``transport``, if given)."""
+def wait_for_status(
+    page: Any, state: str, *, transport: str | None = None, timeout_ms: float | None = None
+) -> None:
+    """Wait until the client's status is ``state`` (on ``transport``, if given); the
+    context's default timeout unless ``timeout_ms`` is given."""
     cond = f"s.state === {_js(state)}"
     if transport is not None:
         cond += f" && s.transport === {_js(transport)}"
-    page.wait_for_function(f"() => {{ const s = window.client?.status; return s && {cond}; }}")
+    page.wait_for_function(
+        f"() => {{ const s = window.client?.status; return s && {cond}; }}", timeout=timeout_ms
+    )
 
 
-def wait_for_js(page: Any, expression: str, arg: Any = None) -> Any:
-    """Wait until a synchronous page expression (a function of ``arg``) is truthy."""
-    return page.wait_for_function(expression, arg=arg).json_value()
+def wait_for_js(
+    page: Any, expression: str, arg: Any = None, *, timeout_ms: float | None = None
+) -> Any:
+    """Wait until a synchronous page expression (a function of ``arg``) is truthy; the
+    context's default timeout unless ``timeout_ms`` is given."""
+    return page.wait_for_function(expression, arg=arg, timeout=timeout_ms).json_value()
 
 
 def seen(page: Any, video_id: str) -> list[dict[str, Any]]:

@@ -227,7 +227,9 @@ def test_a_resync_answer_makes_the_client_full_sync_and_go_on_live(servers, serv
     full_syncs = requests_to(page, "/api/sync/full")
 
     restarted = servers.start(port=server.port, **SERVER_ENV)
-    wait_for_js(page, "() => window.client.syncState.epoch === 'restored'")
+    # the client comes back on its own backoff (up to 60 s after failed tries while the server
+    # was down), waits the resync's delay, then full-syncs: far more than a default wait
+    wait_for_js(page, "() => window.client.syncState.epoch === 'restored'", timeout_ms=120_000)
     wait_for_status(page, "live", transport="ws")
     video_id = ids.video_id()
     vote(restarted.url, video_id)
