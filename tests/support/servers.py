@@ -16,6 +16,12 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
+#: Tries at a free port before giving up (each loses only to another process's bind).
+PORT_ATTEMPTS = 5
+
+
+class PortTaken(RuntimeError):
+    """The server exited at start because its port was taken meanwhile."""
 
 
 def free_port() -> int:
@@ -78,9 +84,21 @@ class ServerFactory:
         """Start one process; ``env`` overrides settings (e.g. ``RATE_LIMITS_ENABLED="false"``).
 
         ``port`` reuses a port (a restart of a stopped server at the same address, as clients
-        that remember it see it); by default a free one is picked.
+        that remember it see it); by default a free one is picked, and picked again if another
+        process took it between the pick and the server's bind (the machine is shared).
         """
-        port = free_port() if port is None else port
+        if port is not None or not wait_ready:
+            return self._launch(command, wait_ready, free_port() if port is None else port, env)
+        attempts_left = PORT_ATTEMPTS
+        while True:
+            try:
+                return self._launch(command, wait_ready, free_port(), env)
+            except PortTaken:
+                attempts_left -= 1
+                if not attempts_left:
+                    raise
+
+    def _launch(self, command: str, wait_ready: bool, port: int, env: dict[str, str]) -> Server:
         full_env = {
             **os.environ,
             "DATABASE_URL": self.database_url,
@@ -107,7 +125,11 @@ class ServerFactory:
         server = Server(process, port, Path(log_file.name), full_env)
         self.started.append(server)
         if wait_ready:
-            wait_until_ready(server)
+            try:
+                wait_until_ready(server)
+            except PortTaken:
+                self.started.remove(server)  # it never served: nothing of it to check
+                raise
         return server
 
     def stop_all(self) -> None:
@@ -122,7 +144,9 @@ def wait_until_ready(server: Server, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
+            log = server.log()
+            failure = PortTaken if f"port {server.port} is in use" in log else RuntimeError
+            raise failure(f"server exited with {server.process.returncode}:\n{log}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{server.url}/health/ready", timeout=2).status_code == 200:
                 return
