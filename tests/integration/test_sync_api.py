@@ -228,7 +228,19 @@ async def test_full_sync_revalidated_with_its_etag_is_304(client, db_url):
     [video] = await scored_videos(client, db_url, 1)
     etag = (await full_sync_with(client, video)).headers["etag"]
 
-    r = await client.get("/api/sync/full", headers={"If-None-Match": etag})
+    async def revalidated() -> httpx.Response | None:
+        # The module's earlier tests may still move the log (a late rescore): the blob, and
+        # its ETag, then change between two requests. A body must come with a new ETag; the
+        # revalidation goes on with that one until the blob holds still.
+        nonlocal etag
+        r = await client.get("/api/sync/full", headers={"If-None-Match": etag})
+        if r.status_code == 200:
+            assert r.headers["etag"] != etag, "a body for the ETag the client already holds"
+            etag = r.headers["etag"]
+            return None
+        return r
+
+    r = await eventually(revalidated, timeout=30, what="a 304 for the current ETag")
 
     assert r.status_code == 304
     assert r.content == b""
