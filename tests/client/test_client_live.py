@@ -219,7 +219,17 @@ async def test_client_resumes_from_its_cursor_after_the_server_restarts(
     # for votes to land on the second one, so the client must replay a gap on its return.
     first = await anyio.to_thread.run_sync(lambda: start_server(LIVE_RECONNECT_DELAY_MS="5000"))
     second = await anyio.to_thread.run_sync(start_server)
-    client = make_client([first.url, second.url], transports=(transport,))
+    # The client reports each wait before it starts it; once the first instance is stopping,
+    # the report is held until the late votes are logged, so the gap exists before the client
+    # can come back whatever the machine's speed (the wait alone was a race under load).
+    gap_made = anyio.Event()
+    hold_retries = False
+
+    async def on_retry(retry: object) -> None:
+        if hold_retries:
+            await gap_made.wait()
+
+    client = make_client([first.url, second.url], transports=(transport,), on_retry=on_retry)
     early = [ids.video_id() for _ in range(3)]
     late = [ids.video_id() for _ in range(3)]
     exit_codes: list[int] = []
@@ -237,6 +247,7 @@ async def test_client_resumes_from_its_cursor_after_the_server_restarts(
         with anyio.fail_after(DEADLINE):
             await client.wait_until(has_videos(*early))
         gap_after = client.cache.cursor.seq
+        hold_retries = True
         tg.start_soon(stop_first)
         with anyio.fail_after(DEADLINE):
             await client.wait_for_status(lambda s: not s.connected)
@@ -245,7 +256,8 @@ async def test_client_resumes_from_its_cursor_after_the_server_restarts(
         await eventually(
             lambda: _seq_at_least(api, second.url, gap_after + len(late)), what="late votes"
         )
-        assert not client.status.connected  # still waiting out retryAfterMs
+        assert not client.status.connected  # held before waiting out retryAfterMs
+        gap_made.set()
         with anyio.fail_after(DEADLINE):
             await client.wait_until(has_videos(*late))
         doc = await api.settled(second.url, client)
