@@ -30,9 +30,14 @@ DEADLINE = 15.0
 
 
 def server_only_modules() -> set[str]:
-    """Top-level module names of the ``[server]`` extra's distributions."""
+    """Top-level module names of the ``[server]`` extra's distributions that the base install
+    does not bring too (the server pins some of the client's own, such as wsproto)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    requirements = project["optional-dependencies"]["server"]
+    server, base = project["optional-dependencies"]["server"], project["dependencies"]
+    return _module_names(server) - _module_names(base)
+
+
+def _module_names(requirements: list[str]) -> set[str]:
     return {
         re.split(r"[\[<>=;! ]", r, maxsplit=1)[0].replace("-", "_").lower() for r in requirements
     }
