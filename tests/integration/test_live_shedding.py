@@ -23,7 +23,6 @@ from tests.support.live import (
     WS_PATH,
     metric,
     server_dataset,
-    server_errors,
     settled_position,
     slots_held,
     sse_subscriber,
@@ -32,17 +31,10 @@ from tests.support.live import (
 from tests.support.polling import eventually
 from tests.support.servers import Server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_server_crashes")]
 
 # a bucket that barely refills: what a test sends at once is all it gets
 SLOW_RATE = {"LIVE_ACCEPT_RATE": "0.01", "LIVE_SHED_MAX_RETRY_SECONDS": "30"}
-
-
-@pytest.fixture(autouse=True)
-def no_server_crashes(servers):
-    yield
-    for server in servers.started:
-        assert not server_errors(server.log())
 
 
 async def no_slots_held(server: Server) -> bool:
