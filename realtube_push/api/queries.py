@@ -62,6 +62,14 @@ def _digits(name: str, value: object, low: int = 0, high: int | None = None) -> 
     return int(value)
 
 
+def _bounded(name: str, low: int, high: int) -> tuple[BeforeValidator, WithJsonSchema]:
+    """The validator and schema of an integer query parameter from ``low`` to ``high``."""
+    return (
+        BeforeValidator(partial(_digits, name, low=low, high=high)),
+        WithJsonSchema({"type": "integer", "minimum": low, "maximum": high}),
+    )
+
+
 class _Query(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, extra="ignore", frozen=True)
 
@@ -228,36 +236,20 @@ class ExportQuery(_Query):
 class AuditQuery(_Query):
     """``GET /api/admin/audit``."""
 
-    limit: Annotated[
-        int,
-        BeforeValidator(partial(_digits, "limit", low=1, high=500)),
-        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 500}),
-    ] = 50
+    limit: Annotated[int, *_bounded("limit", 1, 500)] = 50
 
 
 class TopQuery(_Query):
     """``GET /api/admin/top``."""
 
-    limit: Annotated[
-        int,
-        BeforeValidator(partial(_digits, "limit", low=1, high=100)),
-        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 100}),
-    ] = 10
+    limit: Annotated[int, *_bounded("limit", 1, 100)] = 10
 
 
 class AutoFlaggedQuery(_Query):
     """``GET /api/admin/auto-flagged``."""
 
-    hours: Annotated[
-        int,
-        BeforeValidator(partial(_digits, "hours", low=1, high=24 * 30)),
-        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 24 * 30}),
-    ] = 24
-    limit: Annotated[
-        int,
-        BeforeValidator(partial(_digits, "limit", low=1, high=100)),
-        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 100}),
-    ] = 20
+    hours: Annotated[int, *_bounded("hours", 1, 24 * 30)] = 24
+    limit: Annotated[int, *_bounded("limit", 1, 100)] = 20
 
 
 # -- live (parsed by push/sse.py; described here) -------------------------------------------
