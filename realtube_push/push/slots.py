@@ -42,11 +42,27 @@ from realtube_push.observability import RedisOutage
 
 REFRESH_CHUNK = 500  # addresses per pipelined round trip of a refresh
 
-# ARGV: process id, cap, ttl ms, this process's releases not yet written, and its own count
-# to write as it is (a repair) or -1. Returns {admitted (0/1), the address's slots after}.
-_TAKE = """
+# The two scripts' common parts: the time (Redis's clock, one for every process), and this
+# process's count for the address written back with its expiry (or its entry dropped at 0);
+# the key expires with its longest-lived entry.
+_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+_WRITE_MINE = """
+if mine > 0 then
+  redis.call('HSET', KEYS[1], me, mine .. ' ' .. (now + ttl))
+  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+else
+  redis.call('HDEL', KEYS[1], me)
+end
+"""
+
+# ARGV: process id, cap, ttl ms, this process's releases not yet written, and its own count
+# to write as it is (a repair) or -1. Returns {admitted (0/1), the address's slots after}.
+_TAKE = (
+    _NOW
+    + """
 local me, cap, ttl, give = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local own = tonumber(ARGV[5])
 local entries = redis.call('HGETALL', KEYS[1])
@@ -71,21 +87,19 @@ if others + mine < cap then
   mine = mine + 1
   admitted = 1
 end
-if mine > 0 then
-  redis.call('HSET', KEYS[1], me, mine .. ' ' .. (now + ttl))
-  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-else
-  redis.call('HDEL', KEYS[1], me)
-end
+"""
+    + _WRITE_MINE
+    + """
 return {admitted, others + mine}
 """
+)
 
 # ARGV: process id, ttl ms, releases to apply, this process's own count, '1' to write that
 # count as it is (a repair). Applies the releases to the entry and extends its expiry; an
 # entry that vanished is written from the own count. Returns 1 when it had vanished.
-_REFRESH = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_REFRESH = (
+    _NOW
+    + """
 local me, ttl, give, own = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local value = redis.call('HGET', KEYS[1], me)
 local vanished = 0
@@ -95,14 +109,12 @@ if value and ARGV[5] ~= '1' then
 elseif not value and own > 0 then
   vanished = 1
 end
-if mine > 0 then
-  redis.call('HSET', KEYS[1], me, mine .. ' ' .. (now + ttl))
-  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-else
-  redis.call('HDEL', KEYS[1], me)
-end
+"""
+    + _WRITE_MINE
+    + """
 return vanished
 """
+)
 
 
 class AddressSlots:
