@@ -26,7 +26,7 @@ from datetime import datetime
 
 import asyncpg
 
-from realtube_push.domain.scoring import FULL_CONFIDENCE_WEIGHT, score_categories
+from realtube_push.domain.scoring import FULL_CONFIDENCE_WEIGHT
 from realtube_push.domain.trust import NEW_ACCOUNT_TRUST, vote_weight
 from realtube_push.store.db import Connection, transaction
 from realtube_push.store.votes import (
@@ -34,7 +34,7 @@ from realtube_push.store.votes import (
     VOTER_BANNED,
     NewVote,
     VoteOutcome,
-    tallied_categories,
+    tallied_score,
 )
 
 # Queue rows first (the users insert waits for the hold to finish), each in id order.
@@ -127,17 +127,7 @@ async def cast_votes(
             for r in await conn.fetch(_CAST_ALL, *_cast_arguments(votes, users))
         }
         tallies = await conn.fetch(_TALLIES, video_ids)
-    scores = {
-        r["video_id"]: score_categories(
-            tallied_categories(r),
-            vip_lock=r["vip_lock"],
-            locked=r["locked"],
-            current_score=r["score"],
-            preliminary=r["preliminary"],
-            full_confidence_weight=full_confidence_weight,
-        ).score
-        for r in tallies
-    }
+    scores = {r["video_id"]: tallied_score(r, full_confidence_weight) for r in tallies}
     return [
         VoteOutcome(applied, scores[vote.video_id], users[vote.user_id]["trust_score"])
         for vote, applied in zip(votes, _applied_in_turn(votes, stored), strict=True)

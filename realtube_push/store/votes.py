@@ -121,6 +121,19 @@ def tallied_categories(row: asyncpg.Record) -> dict[str, CategoryVotes]:
     }
 
 
+def tallied_score(row: asyncpg.Record, full_confidence_weight: float) -> float:
+    """The video's score once a vote is counted, from a ``TALLY_COUNTED`` row (the worker's
+    computation on the same inputs)."""
+    return score_categories(
+        tallied_categories(row),
+        vip_lock=row["vip_lock"],
+        locked=row["locked"],
+        current_score=row["score"],
+        preliminary=row["preliminary"],
+        full_confidence_weight=full_confidence_weight,
+    ).score
+
+
 # One statement: video (with the channel's auto-flag prior when new), the vote under
 # last-write-wins, the IP-hash record, and what the video's score is computed from once this
 # vote counts. A statement does not see its own writes, so those inputs are everyone else's
@@ -215,16 +228,10 @@ async def cast_vote(
             banned,
         )
         assert row is not None
-    score = score_categories(
-        tallied_categories(row),
-        vip_lock=row["vip_lock"],
-        locked=row["locked"],
-        current_score=row["score"],
-        preliminary=row["preliminary"],
-        full_confidence_weight=full_confidence_weight,
-    )
     return VoteOutcome(
-        applied=row["applied"], video_score=score.score, user_trust=user["trust_score"]
+        applied=row["applied"],
+        video_score=tallied_score(row, full_confidence_weight),
+        user_trust=user["trust_score"],
     )
 
 
