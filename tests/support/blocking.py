@@ -115,16 +115,26 @@ def vote(
     return r.json()
 
 
-def wait_until(condition: Any, *, timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll a server-side condition (no event to await across processes)."""
+def wait_until(
+    condition: Any,
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+    last: Any = None,
+) -> Any:
+    """Poll a condition in another process (no event to await across processes) until it is
+    truthy; fail after ``timeout`` seconds saying what it saw last (``last``, if given,
+    names that better than the condition's own falsy value)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not met within {timeout}s (last value: {value!r})")
-        time.sleep(0.02)
+            seen = last if last is not None else value
+            raise AssertionError(f"{what} not met within {timeout}s (last value: {seen!r})")
+        time.sleep(interval)
 
 
 def in_full_sync(server_url: str, video_ids: list[str]) -> bool:

@@ -23,7 +23,6 @@ import json
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.browser import jsclient
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.support.blocking import SERVER_ENV
+from tests.support.blocking import SERVER_ENV, wait_until
 from tests.support.servers import REPO, Server, free_port
 from tools.extension_lib import fill
 
@@ -216,23 +215,11 @@ class Extension:
 
 
 def wait_for(
-    condition: Callable[[], Any],
-    *,
-    timeout: float = 20,
-    interval: float = 0.05,
-    what: str = "condition",
-    last: Any = None,
+    condition: Callable[[], Any], *, timeout: float = 20, interval: float = 0.05, **how: Any
 ) -> Any:
-    """Poll ``condition`` until truthy; fail after ``timeout`` seconds saying what it saw."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            seen = last if last is not None else value
-            raise AssertionError(f"{what} not met within {timeout}s (last: {seen!r})")
-        time.sleep(interval)
+    """``wait_until`` with the longer defaults the worker's restarts and syncs need (each
+    check may be a round trip into the browser)."""
+    return wait_until(condition, timeout=timeout, interval=interval, **how)
 
 
 def launch(playwright: Any, extension_dir: Path, profile: Path) -> Any:
