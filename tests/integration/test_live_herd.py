@@ -289,14 +289,17 @@ async def test_a_herd_whose_instance_is_killed_resumes_on_another_without_loss(
     servers, database_url
 ):
     a, b = servers.start(**HERD_ENV), servers.start(**HERD_ENV)
-    stop_voting = anyio.Event()
+    stop_voting, voting_stopped = anyio.Event(), anyio.Event()
 
     async def votes_keep_flowing() -> None:
-        async with httpx.AsyncClient(base_url=b.url) as api:
-            while not stop_voting.is_set():
-                await vote(api, ids.video_id())
-                with anyio.move_on_after(0.03):
-                    await stop_voting.wait()
+        try:
+            async with httpx.AsyncClient(base_url=b.url) as api:
+                while not stop_voting.is_set():
+                    await vote(api, ids.video_id())
+                    with anyio.move_on_after(0.03):
+                        await stop_voting.wait()
+        finally:
+            voting_stopped.set()
 
     count = 16
     async with httpx.AsyncClient(base_url=a.url) as api:
@@ -321,6 +324,8 @@ async def test_a_herd_whose_instance_is_killed_resumes_on_another_without_loss(
             for sub in after:
                 await sub.until_frame("welcome")
             stop_voting.set()
+            # a vote still in flight would land after the head is read: wait for it
+            await voting_stopped.wait()
             last = await settled_position(database_url)
             for sub in after:
                 await sub.until_seq(last, within=15)
