@@ -15,7 +15,10 @@ and peak RSS from the signal until 100 %, PostgreSQL work during the herd (trans
 reads of the sync log, statements if ``pg_stat_statements`` is loaded) next to the same
 span of votes alone measured just before, handshakes shed (503 / close 1013) as the clients
 saw them, B's live counters that moved, and deltas missing (must be 0): holes between
-frames, plus the head minus each client's final cursor. Then medians per (N, signal).
+frames, plus the head minus each client's final cursor; and, for ``--residents`` clients
+already on B before the signal, vote -> delivered latency (p50/p99/max over every (resident,
+vote) pair) for the votes sent before the signal and for those sent during the herd, with
+the share of those pairs delivered. Then medians per (N, signal).
 ``--baseline-tree DIR`` (e.g. ``git archive`` of an earlier commit unpacked there) measures
 that commit's server as well, alternating run for run with the current one.
 Uses DATABASE_URL/REDIS_URL when set, else an embedded stack in a temp dir.
@@ -53,15 +56,20 @@ from bench.harness import (
     start_server,
 )
 from bench.herd_client import Herd, HerdClient, HerdConnection, run_client
+from bench.live_load import hist_percentile, latencies
+from bench.wsclient import FrameLog, Subscriber, open_subscribers
 
 CATEGORIES = ("fully_ai", "ai_voiceover", "ai_visuals", "ai_thumbnails", "ai_assisted")
 STATS_SETTLE = 1.5  # s: PostgreSQL backends report their statistics ~1 s after going idle
 LIVE_COUNTERS = r"realtube_live_|shed|replay|handshake"
 
 
-async def vote_stream(url: str, rate: float, stop: asyncio.Event) -> tuple[int, int]:
-    """Votes on fresh videos at ``rate``/s until ``stop``; returns how many were answered
-    with 200, and how many failed (an error status or no answer within 30 s)."""
+async def vote_stream(
+    url: str, rate: float, stop: asyncio.Event, sent: dict[str, float]
+) -> tuple[int, int]:
+    """Votes on fresh videos at ``rate``/s until ``stop``, noting in ``sent`` when each
+    video's vote left; returns how many were answered with 200, and how many failed (an
+    error status or no answer within 30 s)."""
     done = failed = 0
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
     async with (
@@ -71,11 +79,13 @@ async def vote_stream(url: str, rate: float, stop: asyncio.Event) -> tuple[int, 
 
         async def one(n: int) -> None:
             nonlocal done, failed
+            video = secrets.token_urlsafe(8)[:11]
             body = {
-                "videoId": secrets.token_urlsafe(8)[:11],
+                "videoId": video,
                 "category": CATEGORIES[n % 5],
                 "userId": secrets.token_hex(32),
             }
+            sent[video] = time.monotonic()
             try:
                 (await client.post("/api/votes", json=body)).raise_for_status()
                 done += 1
@@ -146,16 +156,30 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
     herd.restart_count(0.0, clients)
     stop_votes = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    sent: dict[str, float] = {}
+    residents = FrameLog()
+    resident_subs: list[Subscriber] = []
     try:
         b = start_server(st, **env)
+        # clients already on B when the herd comes: their latency is what admission protects
+        first_free = n // args.per_address + 1
+        resident_subs = await open_subscribers(
+            residents,
+            "127.0.0.1",
+            b.port,
+            args.residents,
+            hello={"t": "hello", "v": 1},
+            source=lambda i: source_address(first_free + i // args.per_address),
+        )
         ramp = asyncio.Semaphore(200)
         t0 = time.monotonic()
         tasks += [asyncio.create_task(run_client(herd, c, ramp)) for c in clients]
         await asyncio.wait_for(herd.all_live.wait(), 300)
         connect_s = time.monotonic() - t0
-        votes = asyncio.create_task(vote_stream(b.url, args.rate, stop_votes))
+        votes = asyncio.create_task(vote_stream(b.url, args.rate, stop_votes, sent))
         await asyncio.sleep(2)
         # the same span of votes alone, for comparison with the herd's PostgreSQL work
+        t_base = time.monotonic()
         base0 = await pg_activity(st.database_url)
         await asyncio.sleep(args.baseline)
         base1 = await pg_activity(st.database_url)
@@ -195,6 +219,9 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in clients:
             c.hang_up()
+        for sub in resident_subs:
+            if sub.transport is not None:
+                sub.transport.close()
         await asyncio.sleep(0.5)  # let the servers see them go: their stop need not wait
         a.stop()
         if b is not None:
@@ -203,6 +230,8 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
     herd_s = t_end - t_sig
     span = herd_s + STATS_SETTLE
     base_span = args.baseline
+    steady = resident_latency(residents, sent, t_base, t_sig, args.residents)
+    during = resident_latency(residents, sent, t_sig, t_end, args.residents)
     resumes: dict[str, int] = {}
     for c in clients:
         for k, v in c.resumes.items():
@@ -250,8 +279,30 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         "deltas_missing": sum(c.missing for c in clients)
         + sum(head - (c.cursor if c.cursor is not None else 0) for c in clients),
         "overlapping_frames": sum(c.overlaps for c in clients),
+        "resident_p50_before_ms": steady["p50"],
+        "resident_p99_before_ms": steady["p99"],
+        "resident_p50_herd_ms": during["p50"],
+        "resident_p99_herd_ms": during["p99"],
+        "resident_max_herd_ms": during["max"],
+        "resident_delivered_herd": during["delivered"],
         "loadgen_cores": round(own / herd_s, 2),
         "server_counters": counter_deltas(metrics0, metrics1, LIVE_COUNTERS),
+    }
+
+
+def resident_latency(
+    log: FrameLog, sent: dict[str, float], since: float, until: float, residents: int
+) -> dict[str, float]:
+    """Vote -> delivered (ms) at the resident clients, over the votes sent in
+    [since, until): p50, p99, max, and the share of (resident, vote) pairs delivered."""
+    window = {video: t for video, t in sent.items() if since <= t < until}
+    hist, _ = latencies(log, window)
+    pairs = residents * len(window)
+    return {
+        "p50": hist_percentile(hist, 50),
+        "p99": hist_percentile(hist, 99),
+        "max": float(max(hist, default=0)),
+        "delivered": round(sum(hist.values()) / pairs, 4) if pairs else float("nan"),
     }
 
 
@@ -272,6 +323,12 @@ NUMERIC = (
     "shed_1013",
     "deltas_missing",
     "loadgen_cores",
+    "resident_p50_before_ms",
+    "resident_p99_before_ms",
+    "resident_p50_herd_ms",
+    "resident_p99_herd_ms",
+    "resident_max_herd_ms",
+    "resident_delivered_herd",
 )
 
 
@@ -281,6 +338,9 @@ async def main() -> None:
     parser.add_argument("--signals", nargs="+", default=["term", "kill"], choices=["term", "kill"])
     parser.add_argument("--rate", type=float, default=100.0, help="votes/s during the herd")
     parser.add_argument("--per-address", type=int, default=10, help="clients per source address")
+    parser.add_argument(
+        "--residents", type=int, default=500, help="clients on B before the herd (latency)"
+    )
     parser.add_argument("--baseline", type=float, default=5.0, help="s of votes alone measured")
     parser.add_argument("--timeout", type=float, default=120.0, help="s to wait for 100 %%")
     parser.add_argument("--processes", default="1", help="WEB_CONCURRENCY of each instance")

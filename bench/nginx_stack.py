@@ -333,7 +333,7 @@ async def live_run(st: Stack, count: int, run: int, votes: int) -> None:
             while reached(log, video) < log.welcomes and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             complete += reached(log, video) >= log.welcomes
-        hist = latencies(log, sent)
+        hist, _ = latencies(log, sent)
         print(f"{tag}_votes_reaching_every_client: {complete} of {votes}")
         print(f"{tag}_deliveries: {sum(hist.values())} of {votes * log.welcomes}")
         print(f"{tag}_delivery_p50_ms: {hist_percentile(hist, 50):.0f}")

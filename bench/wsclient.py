@@ -14,6 +14,7 @@ import os
 import struct
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgpack
@@ -171,21 +172,33 @@ class Subscriber(asyncio.Protocol):
 
 
 async def open_subscribers(
-    log: FrameLog, host: str, port: int, count: int, *, hello: dict, parallel: int = 200
+    log: FrameLog,
+    host: str,
+    port: int,
+    count: int,
+    *,
+    hello: dict,
+    parallel: int = 200,
+    source: Callable[[int], str] | None = None,
 ) -> list[Subscriber]:
-    """Open ``count`` connections, ``parallel`` at a time; waits for every welcome."""
+    """Open ``count`` connections, ``parallel`` at a time; waits for every welcome.
+    ``source(i)`` is the i-th connection's local address (default: the system's choice)."""
     loop = asyncio.get_running_loop()
     subscribers: list[Subscriber] = []
     log.expected += count
     semaphore = asyncio.Semaphore(parallel)
 
-    async def one() -> None:
+    async def one(i: int) -> None:
+        local = None if source is None else (source(i), 0)
         async with semaphore:
             _, proto = await loop.create_connection(
-                lambda: Subscriber(log, host, port, "/api/live/ws", hello), host, port
+                lambda: Subscriber(log, host, port, "/api/live/ws", hello),
+                host,
+                port,
+                local_addr=local,
             )
             subscribers.append(proto)
 
-    await asyncio.gather(*(one() for _ in range(count)))
+    await asyncio.gather(*(one(i) for i in range(count)))
     await asyncio.wait_for(log.welcomed.wait(), timeout=120)
     return subscribers
