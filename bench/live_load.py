@@ -2,8 +2,10 @@
 
 Reports, per run: server RSS per connection, vote -> delivered latency p50/p99 over every
 (subscriber, vote) pair and of each vote's first arrival, frames/s and deltas/s delivered,
-server CPU per 1,000 deltas (the server's whole process tree), the load generator's own CPU;
-then a batched phase (votes as fast as the API takes them) for peak deltas/s.
+server CPU per 1,000 deltas and per frame (the server's whole process tree), with one server
+process also the fan-out passes' own CPU per frame (``realtube_live_fanout_cpu_seconds_total``),
+the load generator's own CPU; then a batched phase (votes as fast as the API takes them) for
+peak deltas/s.
 
     python -m bench.live_load --connections 1000 5000 10000 --rate 100 --duration 15 \
         --repeat 3 [--processes 2] [--naive] [--profile /tmp/prof]
@@ -33,6 +35,7 @@ from bench.harness import (
     cpu_seconds,
     raise_fd_limit,
     rss_kib,
+    scrape_metrics,
     stack,
     start_server,
 )
@@ -117,6 +120,12 @@ async def wait_delivered(log: FrameLog, videos: set[str], subscribers: int, time
     return False
 
 
+def fanout_cpu(url: str) -> float:
+    """The server's CPU seconds in fan-out passes so far (one process: with several, each
+    scrape reaches one of them)."""
+    return scrape_metrics(url)["realtube_live_fanout_cpu_seconds_total"]
+
+
 def latencies(log: FrameLog, sent: dict[str, float]) -> tuple[Counter[int], Counter[int]]:
     """Histograms (ms) of arrival - send over every (subscriber, vote) pair, and of each
     vote's first arrival (the pipeline before the fan-out: vote, scoring, publish)."""
@@ -141,6 +150,7 @@ async def run_one(
     duration: float,
     batched: float,
     profile: str | None = None,
+    pass_cpu: bool = False,
 ) -> dict[str, float]:
     pid = server.process.pid
     rss_before = rss_kib(pid)
@@ -161,6 +171,7 @@ async def run_one(
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
         sent: dict[str, float] = {}
+        pass0 = fanout_cpu(server.url) if pass_cpu else 0.0
         cpu0, t_start = cpu_seconds(pid), time.monotonic()
         own_cpu0 = time.process_time()
         frames0, deltas0, bytes0 = log.frames, log.deltas, log.bytes
@@ -178,6 +189,11 @@ async def run_one(
         complete = await wait_delivered(log, set(sent), connections, timeout=30)
         t_end = max((max(a) for a in log.arrivals.values() if a), default=time.monotonic())
         cpu = cpu_seconds(pid) - cpu0
+        frames = max(log.frames - frames0, 1)
+        if pass_cpu:
+            result["pass_cpu_us_per_frame"] = round(
+                (fanout_cpu(server.url) - pass0) * 1e6 / frames, 2
+            )
         hist, firsts = latencies(log, sent)
         window = t_end - t_start
         delivered = log.deltas - deltas0
@@ -191,8 +207,8 @@ async def run_one(
             "first_arrival_p50_ms": hist_percentile(firsts, 50),
             "first_arrival_p99_ms": hist_percentile(firsts, 99),
             "frames_per_s": round((log.frames - frames0) / window),
-            "frame_bytes": round((log.bytes - bytes0) / max(log.frames - frames0, 1)),
-            "server_cpu_us_per_frame": round(cpu * 1e6 / max(log.frames - frames0, 1), 2),
+            "frame_bytes": round((log.bytes - bytes0) / frames),
+            "server_cpu_us_per_frame": round(cpu * 1e6 / frames, 2),
             "deltas_per_s": round(delivered / window),
             "server_cpu_ms_per_1000_deltas": round(cpu * 1e6 / max(delivered, 1), 2),
             "server_cpu_util": round(cpu / window, 2),
@@ -274,8 +290,12 @@ async def against_floor(runs: list[dict[str, float]], n: int) -> None:
     for r in runs:
         r["floor_us_per_write"] = floor_us
         r["frame_cpu_vs_floor"] = round(r["server_cpu_us_per_frame"] / floor_us, 2)
+        if "pass_cpu_us_per_frame" in r:
+            r["pass_cpu_vs_floor"] = round(r["pass_cpu_us_per_frame"] / floor_us, 2)
     print(f"write floor: {n} sockets x {size} B: {floor_us} us CPU per write; per run: "
-          + ", ".join(str(r["frame_cpu_vs_floor"]) for r in runs), flush=True)  # fmt: skip
+          + ", ".join(str(r["frame_cpu_vs_floor"]) for r in runs)
+          + "; the passes alone: "
+          + ", ".join(str(r.get("pass_cpu_vs_floor", "-")) for r in runs), flush=True)  # fmt: skip
 
 
 def medians(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -297,7 +317,11 @@ async def one_run(st: Stack, n: int, args: argparse.Namespace) -> dict[str, floa
         DB_POOL_MAX="20",
     )
     try:
-        result = await run_one(server, n, args.rate, args.duration, args.batched, args.profile)
+        # the pass's own CPU is read from /metrics, which reaches one process of several
+        pass_cpu = not args.naive and args.processes == "1"
+        result = await run_one(
+            server, n, args.rate, args.duration, args.batched, args.profile, pass_cpu
+        )
     finally:
         server.stop()
     print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 _log = structlog.get_logger("realtube.redis")
 
@@ -24,6 +24,8 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds (from /proc)
+        ProcessCollector(registry=r)
         self.requests = Counter(
             "realtube_http_requests_total",
             "HTTP requests",
@@ -93,6 +95,11 @@ class Metrics:
         )
         self.live_frames = Counter(
             "realtube_live_frames_sent_total", "Delta frames written to live clients", registry=r
+        )
+        self.live_fanout_cpu = Counter(
+            "realtube_live_fanout_cpu_seconds_total",
+            "CPU time of this process's fan-out passes (offers, encodings and socket writes)",
+            registry=r,
         )
         self.live_conflated = Counter(
             "realtube_live_deltas_conflated_total",

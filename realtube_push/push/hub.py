@@ -186,11 +186,15 @@ class Hub:
         last_subscription: Subscription | None = None
         last_position = -1
         frame: Frame | None = None
+        # the pass's own CPU (the thread's, between yields): what a frame costs against the
+        # bare write (bench/write_floor.py), without the rest of the process
+        cpu = 0.0
         for start in range(0, len(sessions), PASS_CHUNK):
             if start:
                 await anyio.lowlevel.checkpoint()
                 if self.seq != head:  # batches arrived: the rest of the pass takes them too
                     head, frames, last_subscription = self.seq, {}, None
+            chunk_started = time.thread_time()
             for session in sessions[start : start + PASS_CHUNK]:
                 position = session.offered_to
                 if position >= head or session.closing:
@@ -210,6 +214,9 @@ class Hub:
                 if frame is not None and session.offer(frame):
                     written += 1
                     deltas += frame.size
+            cpu += time.thread_time() - chunk_started
+        if self.metrics is not None:
+            self.metrics.live_fanout_cpu.inc(cpu)
         if self.metrics is not None and written:
             # counted per pass, not per write: a metric update per socket was 5 % of a pass
             self.metrics.live_frames.inc(written)

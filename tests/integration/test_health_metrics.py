@@ -9,7 +9,7 @@ import pytest
 
 from tests.support import ids, pg
 from tests.support.api import vote
-from tests.support.live import full_sync, sse_subscriber
+from tests.support.live import full_sync, metric, sse_subscriber, ws_subscriber
 from tests.support.polling import eventually
 from tests.support.redis_server import own_redis
 
@@ -77,6 +77,25 @@ async def test_metrics_count_applied_votes(client):
     after = applied((await client.get("/metrics")).text)
 
     assert after == before + 2
+
+
+async def test_metrics_count_the_fan_outs_own_cpu_while_frames_go_out(client, server):
+    """The fan-out's CPU beside the frames it wrote: what docs/benchmarks.md compares with a
+    bare socket write, and operators with the process's whole CPU."""
+    cpu, frames = "realtube_live_fanout_cpu_seconds_total", "realtube_live_frames_sent_total"
+    cpu_before, frames_before = await metric(server.url, cpu), await metric(server.url, frames)
+    async with ws_subscriber(server.url) as sub:
+        await sub.until_frame("welcome")
+        video = ids.video_id()
+        await vote(client, video)
+        await sub.wait_for(
+            lambda: any(d["videoId"] == video for d in sub.video_deltas), what="the vote's delta"
+        )
+
+    assert await metric(server.url, frames) > frames_before
+    fanout = await metric(server.url, cpu)
+    assert fanout > cpu_before
+    assert fanout < await metric(server.url, "process_cpu_seconds_total")  # a part of it
 
 
 @pytest.fixture
