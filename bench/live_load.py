@@ -2,9 +2,9 @@
 
 Reports, per run: server RSS per connection, vote -> delivered latency p50/p99 over every
 (subscriber, vote) pair and of each vote's first arrival, frames/s and deltas/s delivered,
-server CPU per 1,000 deltas and per frame (the server's whole process tree), with one server
-process also the fan-out passes' own CPU per frame (``realtube_live_fanout_cpu_seconds_total``),
-the load generator's own CPU; then a batched phase (votes as fast as the API takes them) for
+server CPU per 1,000 deltas and per frame (the server's whole process tree) and the fan-out
+passes' own CPU per frame (``realtube_live_fanout_cpu_seconds_total``), the load generator's
+own CPU; then a batched phase (votes as fast as the API takes them) for
 peak deltas/s.
 
     python -m bench.live_load --connections 1000 5000 10000 --rate 100 --duration 15 \
@@ -120,10 +120,18 @@ async def wait_delivered(log: FrameLog, videos: set[str], subscribers: int, time
     return False
 
 
-def fanout_cpu(url: str) -> float:
-    """The server's CPU seconds in fan-out passes so far (one process: with several, each
-    scrape reaches one of them)."""
-    return scrape_metrics(url)["realtube_live_fanout_cpu_seconds_total"]
+def fanout_cpu(url: str, processes: int) -> float:
+    """The server's CPU seconds in fan-out passes so far, summed over its ``processes``:
+    each scrape is a new connection, which the kernel hands to one of them, so it scrapes
+    until it has heard from each (``realtube_instance_info`` names the process)."""
+    seen: dict[str, float] = {}
+    for _ in range(50 * processes):
+        sample = scrape_metrics(url)
+        instance = next(k for k in sample if k.startswith("realtube_instance_info"))
+        seen[instance] = sample["realtube_live_fanout_cpu_seconds_total"]
+        if len(seen) == processes:
+            return sum(seen.values())
+    raise RuntimeError(f"heard from {len(seen)} of {processes} server processes")
 
 
 def latencies(log: FrameLog, sent: dict[str, float]) -> tuple[Counter[int], Counter[int]]:
@@ -150,7 +158,7 @@ async def run_one(
     duration: float,
     batched: float,
     profile: str | None = None,
-    pass_cpu: bool = False,
+    processes: int | None = None,
 ) -> dict[str, float]:
     pid = server.process.pid
     rss_before = rss_kib(pid)
@@ -171,7 +179,7 @@ async def run_one(
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
         sent: dict[str, float] = {}
-        pass0 = fanout_cpu(server.url) if pass_cpu else 0.0
+        pass0 = fanout_cpu(server.url, processes) if processes else 0.0
         cpu0, t_start = cpu_seconds(pid), time.monotonic()
         own_cpu0 = time.process_time()
         frames0, deltas0, bytes0 = log.frames, log.deltas, log.bytes
@@ -190,9 +198,9 @@ async def run_one(
         t_end = max((max(a) for a in log.arrivals.values() if a), default=time.monotonic())
         cpu = cpu_seconds(pid) - cpu0
         frames = max(log.frames - frames0, 1)
-        if pass_cpu:
+        if processes:
             result["pass_cpu_us_per_frame"] = round(
-                (fanout_cpu(server.url) - pass0) * 1e6 / frames, 2
+                (fanout_cpu(server.url, processes) - pass0) * 1e6 / frames, 2
             )
         hist, firsts = latencies(log, sent)
         window = t_end - t_start
@@ -317,10 +325,9 @@ async def one_run(st: Stack, n: int, args: argparse.Namespace) -> dict[str, floa
         DB_POOL_MAX="20",
     )
     try:
-        # the pass's own CPU is read from /metrics, which reaches one process of several
-        pass_cpu = not args.naive and args.processes == "1"
+        processes = None if args.naive else int(args.processes)  # the naive one has no metrics
         result = await run_one(
-            server, n, args.rate, args.duration, args.batched, args.profile, pass_cpu
+            server, n, args.rate, args.duration, args.batched, args.profile, processes
         )
     finally:
         server.stop()

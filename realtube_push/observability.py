@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 
 _log = structlog.get_logger("realtube.redis")
 
@@ -21,11 +28,16 @@ class Metrics:
     """The service's Prometheus metrics, in a registry of their own."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    instance: str = ""  # this process's instance id (each WEB_CONCURRENCY process has its own)
 
     def __post_init__(self) -> None:
         r = self.registry
         # process_cpu_seconds_total, process_resident_memory_bytes, open fds (from /proc)
         ProcessCollector(registry=r)
+        # which process answered: with WEB_CONCURRENCY > 1 a scrape reaches one of several
+        Info("realtube_instance", "This process's instance id", registry=r).info(
+            {"instance": self.instance}
+        )
         self.requests = Counter(
             "realtube_http_requests_total",
             "HTTP requests",

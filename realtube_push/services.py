@@ -75,7 +75,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 f"Redis unreachable at {_redact(settings.redis_url)}: {exc}"
             ) from exc
         keys = Keys(settings.redis_namespace)
-        metrics = Metrics()
+        metrics = Metrics(instance=settings.instance_id)
         outage = RedisOutage(metrics.redis_failures)
         cache = Cache(
             redis,

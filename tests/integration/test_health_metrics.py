@@ -98,6 +98,21 @@ async def test_metrics_count_the_fan_outs_own_cpu_while_frames_go_out(client, se
     assert fanout < await metric(server.url, "process_cpu_seconds_total")  # a part of it
 
 
+async def test_each_server_process_names_itself_in_its_metrics(servers):
+    """With WEB_CONCURRENCY=2 a scrape reaches one process or the other (the kernel picks,
+    per connection): ``realtube_instance_info`` says which, so the two can be told apart."""
+    server = servers.start(WEB_CONCURRENCY="2")
+    seen: set[str] = set()
+    for _ in range(200):  # each scrape on a new connection, until both processes answered
+        async with httpx.AsyncClient(base_url=server.url) as fresh:
+            text = (await fresh.get("/metrics")).text
+        seen.update(re.findall(r'^realtube_instance_info\{instance="([^"]+)"\} 1\.0$', text, re.M))
+        if len(seen) == 2:
+            break
+
+    assert len(seen) == 2, seen
+
+
 @pytest.fixture
 def redis_of_our_own(tmp_path):
     with own_redis(tmp_path) as redis:
