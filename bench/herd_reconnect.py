@@ -17,8 +17,9 @@ span of votes alone measured just before, handshakes shed (503 / close 1013) as 
 saw them, B's live counters that moved, and deltas missing (must be 0): holes between
 frames, plus the head minus each client's final cursor; and, for ``--residents`` clients
 already on B before the signal, vote -> delivered latency (p50/p99/max over every (resident,
-vote) pair) for the votes sent before the signal and for those sent during the herd, with
-the share of those pairs delivered. Then medians per (N, signal).
+vote) pair) for the votes sent during the herd, with the share of those pairs delivered, and
+for the votes of ``--baseline`` seconds once every client is back (B alone, same load).
+Then medians per (N, signal).
 ``--baseline-tree DIR`` (e.g. ``git archive`` of an earlier commit unpacked there) measures
 that commit's server as well, alternating run for run with the current one.
 Uses DATABASE_URL/REDIS_URL when set, else an embedded stack in a temp dir.
@@ -179,7 +180,6 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         votes = asyncio.create_task(vote_stream(b.url, args.rate, stop_votes, sent))
         await asyncio.sleep(2)
         # the same span of votes alone, for comparison with the herd's PostgreSQL work
-        t_base = time.monotonic()
         base0 = await pg_activity(st.database_url)
         await asyncio.sleep(args.baseline)
         base1 = await pg_activity(st.database_url)
@@ -204,7 +204,10 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         pg1 = await pg_activity(st.database_url)
         metrics1 = scrape_metrics(b.url)
         rss1 = rss_kib(b.process.pid)
-        await asyncio.sleep(1)
+        # the residents' latency once the herd is in: B alone with every client, votes on
+        t_after = time.monotonic()
+        await asyncio.sleep(args.baseline)
+        t_after_end = time.monotonic()
         stop_votes.set()
         voted, vote_failures = await votes
         head = await settled_head(herd, b.port)
@@ -230,8 +233,8 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
     herd_s = t_end - t_sig
     span = herd_s + STATS_SETTLE
     base_span = args.baseline
-    steady = resident_latency(residents, sent, t_base, t_sig, args.residents)
     during = resident_latency(residents, sent, t_sig, t_end, args.residents)
+    steady = resident_latency(residents, sent, t_after, t_after_end, args.residents)
     resumes: dict[str, int] = {}
     for c in clients:
         for k, v in c.resumes.items():
@@ -279,12 +282,12 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         "deltas_missing": sum(c.missing for c in clients)
         + sum(head - (c.cursor if c.cursor is not None else 0) for c in clients),
         "overlapping_frames": sum(c.overlaps for c in clients),
-        "resident_p50_before_ms": steady["p50"],
-        "resident_p99_before_ms": steady["p99"],
         "resident_p50_herd_ms": during["p50"],
         "resident_p99_herd_ms": during["p99"],
         "resident_max_herd_ms": during["max"],
         "resident_delivered_herd": during["delivered"],
+        "resident_p50_after_ms": steady["p50"],
+        "resident_p99_after_ms": steady["p99"],
         "loadgen_cores": round(own / herd_s, 2),
         "server_counters": counter_deltas(metrics0, metrics1, LIVE_COUNTERS),
     }
@@ -323,12 +326,12 @@ NUMERIC = (
     "shed_1013",
     "deltas_missing",
     "loadgen_cores",
-    "resident_p50_before_ms",
-    "resident_p99_before_ms",
     "resident_p50_herd_ms",
     "resident_p99_herd_ms",
     "resident_max_herd_ms",
     "resident_delivered_herd",
+    "resident_p50_after_ms",
+    "resident_p99_after_ms",
 )
 
 

@@ -246,6 +246,8 @@ def compose(svc: Services) -> LiveServices:
         burst=settings.live_accept_burst,
         max_connections=settings.live_max_connections,
         max_retry_seconds=settings.live_shed_max_retry_seconds,
+        lag=hub.lag,
+        max_lag_seconds=settings.live_shed_lag_ms / 1000,
         metrics=svc.metrics,
     )
     live = LiveServices.around(svc, hub, admission)

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     live_accept_rate: float = Field(ACCEPT_RATE, ge=0)
     live_accept_burst: int = Field(ACCEPT_BURST, ge=1)
     live_max_connections: int = Field(20_000, ge=1)
+    # and while the connected clients' deltas wait longer than this for the fan-out (a herd
+    # being admitted holds the process); 0 = never shed for it
+    live_shed_lag_ms: int = Field(1000, ge=0)
     # the longest Retry-After a shed client is given (waits are spread from 1 s up to it)
     live_shed_max_retry_seconds: int = Field(60, ge=2)
     live_max_queued_frames: int = Field(16, ge=1)

@@ -123,8 +123,8 @@ class Metrics:
         )
         self.live_shed = Counter(
             "realtube_live_handshakes_shed_total",
-            "Live handshakes refused with 503 OVERLOADED, by reason: rate (LIVE_ACCEPT_RATE)"
-            " or ceiling (LIVE_MAX_CONNECTIONS)",
+            "Live handshakes refused with 503 OVERLOADED, by reason: rate (LIVE_ACCEPT_RATE),"
+            " ceiling (LIVE_MAX_CONNECTIONS) or lag (LIVE_SHED_LAG_MS)",
             ["reason"],
             registry=r,
         )

@@ -3,9 +3,11 @@
 Checked at every live handshake (WebSocket, ``GET /api/live/sse``), before the upgrade and
 before any work for the connection:
 
-1. **shedding** (``LIVE_ACCEPT_RATE``/``LIVE_ACCEPT_BURST``, ``LIVE_MAX_CONNECTIONS``): a
-   process admits new connections at most at a steady rate (a token bucket: ``burst`` at
-   once, then ``rate`` per second) and holds at most ``LIVE_MAX_CONNECTIONS``. Past either,
+1. **shedding** (``LIVE_ACCEPT_RATE``/``LIVE_ACCEPT_BURST``, ``LIVE_MAX_CONNECTIONS``,
+   ``LIVE_SHED_LAG_MS``): a process admits new connections at most at a steady rate (a
+   token bucket: ``burst`` at once, then ``rate`` per second), holds at most
+   ``LIVE_MAX_CONNECTIONS``, and admits none while its connected clients' deltas wait
+   longer than ``LIVE_SHED_LAG_MS`` for the fan-out (the hub's ``lag``). Past any of them,
    the handshake is refused with "try later" (503 ``OVERLOADED`` + ``Retry-After``). The
    wait is drawn per client from a window that grows with the herd (``Refusal``), so a herd
    refused together does not come back together. Local state only: a refusal costs
@@ -15,6 +17,12 @@ before any work for the connection:
 
 A rate token spent on a connection the cap then refuses is given back: an address hammering
 past its cap must not use up everyone else's admissions.
+
+Why a lag test beside the rate: what a herd costs per admission depends on the machine and
+on the replay each client needs, so no fixed rate both admits a herd quickly on a fast core
+and leaves a slow one time for its connected clients. The fan-out's lag is what those
+clients feel; while it is too long the door closes, and it opens again as soon as the
+fan-out has caught up.
 """
 
 from __future__ import annotations
@@ -22,13 +30,14 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from realtube_push.observability import Metrics
 from realtube_push.push.slots import AddressSlots
 
-ShedReason = Literal["rate", "ceiling"]
+ShedReason = Literal["rate", "ceiling", "lag"]
 MIN_WINDOW_SECONDS = 2  # the shortest window a wait is drawn from (1..2 s)
 SHED_MEMORY_SECONDS = 1.0  # how long a refusal counts towards "the herd at the door"
 
@@ -88,10 +97,15 @@ class Admission:
         max_connections: int,
         max_retry_seconds: int,
         metrics: Metrics | None = None,
+        lag: Callable[[], float] | None = None,
+        max_lag_seconds: float = 0.0,
     ) -> None:
         self.slots = slots
         self.bucket = TokenBucket(rate, burst)
         self.max_connections = max_connections
+        # the connected clients' wait (seconds, ``Hub.lag``) past which no one is admitted
+        self._lag = lag
+        self.max_lag_seconds = max_lag_seconds
         self.max_retry_seconds = max_retry_seconds
         self._metrics = metrics
         self._shed = 0.0  # refusals of the last second or so (decaying)
@@ -104,6 +118,8 @@ class Admission:
         if shed:
             if self.slots.total >= self.max_connections:
                 return self._refuse("ceiling")
+            if self._lagging():
+                return self._refuse("lag")
             if not self.bucket.take():
                 return self._refuse("rate")
         if await self.slots.take(address):
@@ -111,6 +127,13 @@ class Admission:
         if shed:
             self.bucket.give_back()
         return Refusal("address")
+
+    def _lagging(self) -> bool:
+        return (
+            self._lag is not None
+            and self.max_lag_seconds > 0
+            and self._lag() > self.max_lag_seconds
+        )
 
     def release(self, address: str) -> None:
         """The connection ``admit`` let in has ended."""

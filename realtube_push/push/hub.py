@@ -71,6 +71,9 @@ class Hub:
         # batches after the position of the session furthest behind (one pass back at most)
         self._history: deque[Batch] = deque()
         self._fanned_to = 0  # the head when the last pass began
+        # (last seq, when it arrived) of the batches some session has not been offered yet:
+        # the oldest one's age is how late the connected clients are (``lag``)
+        self._undelivered: deque[tuple[int, float]] = deque()
         self._arrived = anyio.Event()
         self._emptied = anyio.Event()
         self.backlog = Backlog()
@@ -88,6 +91,7 @@ class Hub:
             for session in sessions:
                 session.resync("epoch", retry_after_ms=self.resync_spread.draw_ms(len(sessions)))
         self._history.clear()
+        self._undelivered.clear()
         self.epoch, self.seq, self._fanned_to = epoch, seq, seq
 
     def register(self, session: Session) -> tuple[str, int]:
@@ -111,8 +115,17 @@ class Hub:
         if batch.first <= self.seq:
             batch = batch.after(self.seq)
         self._history.append(batch)
+        self._undelivered.append((batch.last, time.monotonic()))
         self.seq = batch.last
         self._arrived.set()
+
+    def lag(self) -> float:
+        """Seconds since the oldest batch that has not yet been offered to every session
+        arrived (0 when all have): what the connected clients wait now, fan-out and pauses
+        included. Admission sheds new connections while it is too long."""
+        if not self._undelivered:
+            return 0.0
+        return time.monotonic() - self._undelivered[0][1]
 
     def connections_by_transport(self) -> Counter[str]:
         """Sessions per transport (``ws``, ``sse``, ``admin``)."""
@@ -175,6 +188,9 @@ class Hub:
         head (its replay covers the rest); one that left ignores the offer.
         """
         previous, self._fanned_to = self._fanned_to, self.seq
+        # every session is offered at least this far by the pass's end (unless the epoch
+        # changes meanwhile: ``reset`` then starts the count afresh)
+        covered, epoch = self.seq, self.epoch
         # every session was moved to at least ``previous`` by the last pass (or registered
         # after it, at a later head): older batches are no longer needed
         while self._history and self._history[0].last <= previous:
@@ -215,6 +231,8 @@ class Hub:
                     written += 1
                     deltas += frame.size
             cpu += time.thread_time() - chunk_started
+        while self.epoch == epoch and self._undelivered and self._undelivered[0][0] <= covered:
+            self._undelivered.popleft()
         if self.metrics is not None:
             self.metrics.live_fanout_cpu.inc(cpu)
         if self.metrics is not None and written:

@@ -210,3 +210,37 @@ async def test_connected_clients_receive_every_delta_while_a_herd_is_shed(server
     expected = (await server_dataset(database_url)).state()
     assert ws.dataset.state() == sse.dataset.state() == expected
     assert set(videos) <= set(ws.dataset.videos)
+
+
+async def test_while_connected_clients_wait_past_the_lag_limit_handshakes_are_shed(servers):
+    """``LIVE_SHED_LAG_MS``: the fan-out here pauses 4 s after each pass (a stand-in for a
+    process too busy to deliver), so a delta published meanwhile waits; past the limit new
+    handshakes are refused, and let in again once the clients have it."""
+    server = servers.start(
+        LIVE_FANOUT_PAUSE_FACTOR="1000000",
+        LIVE_FANOUT_MAX_PAUSE_MS="4000",
+        LIVE_SHED_LAG_MS="300",
+        LIVE_SHED_MAX_RETRY_SECONDS="5",
+    )
+    first, second = ids.video_id(), ids.video_id()
+
+    def has(sub, video: str) -> bool:
+        return any(d["videoId"] == video for d in sub.video_deltas)
+
+    async with httpx.AsyncClient(base_url=server.url) as api, ws_subscriber(server.url) as sub:
+        await sub.until_frame("welcome")
+        await vote(api, first)
+        await sub.wait_for(lambda: has(sub, first), what="the first delta")
+        # the hub now pauses: the second delta waits, and the clients with it
+        await vote(api, second)
+
+        async def refused_for_lag() -> httpx.Response | None:
+            answer = await knock(server, "ws")
+            return answer if answer is not None and answer.status_code == 503 else None
+
+        refusal = await eventually(refused_for_lag, timeout=10, what="a handshake shed for lag")
+        assert_overloaded(refusal, 5)
+
+        await sub.wait_for(lambda: has(sub, second), what="the second delta")
+        assert await knock(server, "ws") is None
+    assert await metric(server.url, "realtube_live_handshakes_shed_total", reason="lag") >= 1

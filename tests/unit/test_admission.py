@@ -22,6 +22,8 @@ def admission(
     ceiling: int = 1000,
     max_retry: int = 60,
     metrics: Metrics | None = None,
+    lag: float = 0.0,
+    max_lag: float = 0.0,
 ) -> Admission:
     """An admission whose slots are never reached: every case here is refused before them."""
     metrics = metrics or Metrics()
@@ -41,6 +43,8 @@ def admission(
         max_connections=ceiling,
         max_retry_seconds=max_retry,
         metrics=metrics,
+        lag=lambda: lag,
+        max_lag_seconds=max_lag,
     )
 
 
@@ -95,3 +99,26 @@ async def test_the_window_grows_with_the_herd_and_stops_at_its_cap():
 @pytest.mark.parametrize(("ms", "seconds"), [(1000, 1), (1400, 1), (1600, 2), (29_900, 30)])
 def test_retry_after_is_the_wait_in_whole_seconds(ms, seconds):
     assert Refusal("rate", ms).retry_after == seconds
+
+
+async def test_while_the_fan_out_lags_past_the_limit_handshakes_are_shed_for_lag():
+    metrics = Metrics()
+    door = admission(rate=0, burst=1, metrics=metrics, lag=1.5, max_lag=1.0)
+    refusal = await door.admit("192.0.2.1")
+    assert refusal is not None
+    assert refusal.reason == "lag"
+    assert refusal.retry_after_ms >= 1000
+    shed = metrics.registry.get_sample_value(
+        "realtube_live_handshakes_shed_total", {"reason": "lag"}
+    )
+    assert shed == 1
+
+
+@pytest.mark.parametrize(("lag", "max_lag"), [(0.5, 1.0), (30.0, 0.0)])
+async def test_a_lag_within_the_limit_or_no_limit_is_no_reason_to_shed(lag, max_lag):
+    # the bucket is empty: a handshake that passes the lag test is shed for the rate instead
+    door = admission(rate=0.001, burst=1, lag=lag, max_lag=max_lag)
+    door.bucket.take()
+    refusal = await door.admit("192.0.2.1")
+    assert refusal is not None
+    assert refusal.reason == "rate"

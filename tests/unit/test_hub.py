@@ -140,3 +140,26 @@ async def test_a_session_registered_between_passes_starts_at_the_head():
         tg.cancel_scope.cancel()
     assert [(f["from"], f["to"]) for f in late_sink.frames()] == [(4, 5)]
     assert [v["seq"] for f in early_sink.frames() for v in f["videos"]] == [1, 2, 3, 4, 5]
+
+
+async def test_lag_is_the_age_of_the_oldest_batch_not_yet_offered_to_every_session():
+    hub = Hub(instance="t", pause_factor=0, max_pause_seconds=0)
+    hub.reset("e", 0)
+    pairs = [session_with_sink(hub) for _ in range(2 * PASS_CHUNK)]
+    assert hub.lag() == 0
+
+    hub.publish(make_batch(1, 2))
+    await anyio.sleep(0.02)
+    assert hub.lag() >= 0.02  # nobody has it yet: the connected clients wait that long
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hub.fan_out)
+        for _ in range(2):
+            await anyio.lowlevel.checkpoint()
+        hub.publish(make_batch(3, 1))  # may land half-way: sessions passed over wait for it
+    assert all(s.sent_to >= 2 for s, _ in pairs)
+    assert (hub.lag() > 0) == any(s.sent_to < 3 for s, _ in pairs)
+
+    await hub.fan_out()
+    assert all(s.sent_to == 3 for s, _ in pairs)
+    assert hub.lag() == 0
