@@ -36,7 +36,7 @@ class User:
 
 @dataclass
 class Reply:
-    """What one vote got back (status 0: the connection failed)."""
+    """What one vote got back (status 0: the connection failed, ``failure`` says how)."""
 
     user_id: str
     vote: QueuedVote
@@ -44,6 +44,7 @@ class Reply:
     seconds: float
     acked_at: float
     body: dict[str, object] = field(default_factory=dict)
+    failure: str = ""
 
 
 def source_address(index: int) -> str:
@@ -87,9 +88,10 @@ async def flush_queue(host: str, port: int, user: User, t0: float, replies: list
     pending = list(user.votes)
     try:
         reader, writer = await asyncio.open_connection(host, port, local_addr=(user.address, 0))
-    except OSError:
+    except OSError as exc:
         now = time.monotonic()
-        replies.extend(Reply(user.user_id, v, 0, 0.0, now) for v in pending)
+        failure = f"connect: {type(exc).__name__}"
+        replies.extend(Reply(user.user_id, v, 0, 0.0, now, failure=failure) for v in pending)
         return
     try:
         while pending:
@@ -101,8 +103,9 @@ async def flush_queue(host: str, port: int, user: User, t0: float, replies: list
             parsed = orjson.loads(body) if body.startswith(b"{") else {}
             replies.append(Reply(user.user_id, vote, status, now - sent, now, parsed))
             pending.pop(0)
-    except (OSError, asyncio.IncompleteReadError, ValueError):
+    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         now = time.monotonic()
-        replies.extend(Reply(user.user_id, v, 0, 0.0, now) for v in pending)
+        failure = f"reply: {type(exc).__name__}"
+        replies.extend(Reply(user.user_id, v, 0, 0.0, now, failure=failure) for v in pending)
     finally:
         writer.close()

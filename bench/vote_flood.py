@@ -338,6 +338,9 @@ async def one_run(st: Stack, mode: str, run: int, args: argparse.Namespace) -> d
         "max_queue_age_ms": round(worst_age * 1000, 1),
         "http_5xx": sum(c for s, c in statuses.items() if s >= 500),
         "other_failures": sum(c for s, c in statuses.items() if s != 200 and s < 500),
+        "failures_by_kind": dict(
+            Counter(r.failure or str(r.status) for r in replies if r.status != 200)
+        ),
         "exact": not any(checks.values()),
         "mismatches": {k: v for k, v in checks.items() if v},
         "load_generator_cpu_s": round(load_cpu, 2),
