@@ -8,11 +8,17 @@ stream and a reply is a status line, headers and a ``Content-Length`` body.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
+
+# the JS client's vote-queue retry after a network failure (clients/js: backoffInitialMs,
+# backoffMaxMs)
+BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +87,47 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length) if length else b""
 
 
-async def flush_queue(host: str, port: int, user: User, t0: float, replies: list[Reply]) -> None:
+async def flush_queue(
+    host: str,
+    port: int,
+    user: User,
+    t0: float,
+    replies: list[Reply],
+    failures: Counter[str],
+    *,
+    retry_for: float,
+) -> None:
     """Wait until ``t0 + user.start_after``, connect from the user's address, send the
-    queue oldest first; every vote gets a ``Reply`` (status 0 from the first failure on)."""
-    await asyncio.sleep(max(0.0, t0 + user.start_after - time.monotonic()))
+    queue oldest first. A connection that fails is retried as the JS client retries its
+    vote queue (full jitter, from 0.5 s doubling), for up to ``retry_for`` seconds after
+    the start; each failed attempt is counted in ``failures`` by kind. Every vote ends with
+    one ``Reply`` (status 0: still not sent when the retries ran out)."""
+    start = t0 + user.start_after
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
     pending = list(user.votes)
+    attempt = 0
+    while True:
+        failure = await _send_queue(host, port, user, pending, replies)
+        if failure is None:
+            return
+        failures[failure] += 1
+        if time.monotonic() - start > retry_for:
+            now = time.monotonic()
+            replies.extend(Reply(user.user_id, v, 0, 0.0, now, failure=failure) for v in pending)
+            return
+        await asyncio.sleep(random.random() * min(BACKOFF_MAX, BACKOFF_INITIAL * 2**attempt))
+        attempt += 1
+
+
+async def _send_queue(
+    host: str, port: int, user: User, pending: list[QueuedVote], replies: list[Reply]
+) -> str | None:
+    """One connection: send ``pending`` oldest first, removing each vote answered; returns
+    how the connection failed (None: every vote was answered)."""
     try:
         reader, writer = await asyncio.open_connection(host, port, local_addr=(user.address, 0))
     except OSError as exc:
-        now = time.monotonic()
-        failure = f"connect: {type(exc).__name__}"
-        replies.extend(Reply(user.user_id, v, 0, 0.0, now, failure=failure) for v in pending)
-        return
+        return f"connect: {type(exc).__name__}"
     try:
         while pending:
             vote = pending[0]
@@ -104,8 +139,7 @@ async def flush_queue(host: str, port: int, user: User, t0: float, replies: list
             replies.append(Reply(user.user_id, vote, status, now - sent, now, parsed))
             pending.pop(0)
     except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-        now = time.monotonic()
-        failure = f"reply: {type(exc).__name__}"
-        replies.extend(Reply(user.user_id, v, 0, 0.0, now, failure=failure) for v in pending)
+        return f"reply: {type(exc).__name__}"
     finally:
         writer.close()
+    return None
