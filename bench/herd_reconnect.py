@@ -118,16 +118,20 @@ async def vote_stream(
 
 
 async def head_of(herd: Herd, port: int) -> int:
-    """The instance's head: the ``seq`` of a fresh connection's welcome."""
-    probe = HerdClient(address="127.0.0.1")
-    conn = HerdConnection(Herd(herd.host, port), probe)
+    """The instance's head: the ``seq`` of a fresh connection's welcome. The probe is shed
+    like any client while the instance is busy, and waits as told before trying again."""
     loop = asyncio.get_running_loop()
-    await loop.create_connection(lambda: conn, herd.host, port)
-    await asyncio.wait_for(conn.greeted, 30)
-    assert conn.transport is not None
-    conn.transport.close()
-    assert probe.welcome_seq is not None
-    return probe.welcome_seq
+    for _ in range(30):
+        probe = HerdClient(address="127.0.0.1")
+        conn = HerdConnection(Herd(herd.host, port), probe)
+        await loop.create_connection(lambda c=conn: c, herd.host, port)
+        await asyncio.wait({conn.greeted, conn.closed}, timeout=30)
+        if conn.transport is not None:
+            conn.transport.close()
+        if probe.welcome_seq is not None:
+            return probe.welcome_seq
+        await asyncio.sleep(conn.retry_after or 1.0)
+    raise RuntimeError("the instance refused every probe for its head")
 
 
 async def settled_head(herd: Herd, port: int) -> int:
