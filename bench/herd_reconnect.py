@@ -13,7 +13,8 @@ Printed per run: seconds from the signal until 99 % and 100 % of the clients are
 (welcomed by B and caught up with the head as of their welcome), B's CPU (seconds, and cores)
 and peak RSS from the signal until 100 %, PostgreSQL work during the herd (transactions,
 reads of the sync log, statements if ``pg_stat_statements`` is loaded) next to the same
-span of votes alone measured just before, handshakes shed (503 / close 1013) as the clients
+span measured just before the signal (votes flowing, both instances and their workers up:
+not a baseline to subtract per client), handshakes shed (503 / close 1013) as the clients
 saw them, B's live counters that moved, and deltas missing (must be 0): holes between
 frames, plus the head minus each client's final cursor; and, for ``--residents`` clients
 already on B before the signal, vote -> delivered latency (p50/p99/max over every (resident,
@@ -183,7 +184,7 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         connect_s = time.monotonic() - t0
         votes = asyncio.create_task(vote_stream(b.url, args.rate, stop_votes, sent))
         await asyncio.sleep(2)
-        # the same span of votes alone, for comparison with the herd's PostgreSQL work
+        # the same span before the signal (A and B both up), beside the herd's PostgreSQL work
         base0 = await pg_activity(st.database_url)
         await asyncio.sleep(args.baseline)
         base1 = await pg_activity(st.database_url)
@@ -260,15 +261,6 @@ async def one_run(st: Stack, n: int, sig: str, args: argparse.Namespace) -> dict
         "pg_transactions_votes_alone": round(
             (base1["transactions"] - base0["transactions"]) * span / base_span
         ),
-        "pg_transactions_per_client": round(
-            (
-                pg1["transactions"]
-                - pg0["transactions"]
-                - (base1["transactions"] - base0["transactions"]) * span / base_span
-            )
-            / n,
-            2,
-        ),
         "pg_log_reads": int(pg1["log_reads"] - pg0["log_reads"]),
         "pg_log_reads_votes_alone": round(
             (base1["log_reads"] - base0["log_reads"]) * span / base_span
@@ -323,7 +315,6 @@ NUMERIC = (
     "rss_per_client_kib",
     "pg_transactions",
     "pg_transactions_votes_alone",
-    "pg_transactions_per_client",
     "pg_log_reads",
     "pg_log_reads_votes_alone",
     "shed_503",
